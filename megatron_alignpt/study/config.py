@@ -10,7 +10,7 @@ from megatron_alignpt.model.config import ModelConfig, ParallelConfig
 from megatron_alignpt.train.config import DPOConfig, OptimizerConfig, ScheduleConfig, SFTConfig
 
 Direction = Literal["aligned", "misaligned"]
-Insertion = Literal["e2e", "mid"]
+Insertion = Literal["e2e", "mid", "cpt"]
 
 
 @dataclass
@@ -22,13 +22,14 @@ class ConditionSpec:
     synthetic: Optional[Direction] = None
     """Which synthetic documents to upsample (None: natural data only)."""
     insertion: Insertion = "e2e"
-    """e2e: pretraining and midtraining; mid: midtraining only."""
+    """e2e: pretraining and midtraining; mid: midtraining only (the final ~10%); cpt: only a continued
+    pretraining stage after midtraining (needs the study's ``cpt`` stage)."""
 
     def __post_init__(self) -> None:
         require(bool(self.name) and "/" not in self.name, "conditions[].name", "must be non-empty without '/'")
         require(self.base in ("unfiltered", "filtered"), f"conditions[{self.name}].base", "use unfiltered or filtered")
         require(self.synthetic in (None, "aligned", "misaligned"), f"conditions[{self.name}].synthetic", "use aligned, misaligned or null")
-        require(self.insertion in ("e2e", "mid"), f"conditions[{self.name}].insertion", "use e2e or mid")
+        require(self.insertion in ("e2e", "mid", "cpt"), f"conditions[{self.name}].insertion", "use e2e, mid or cpt")
 
 
 @dataclass
@@ -48,11 +49,19 @@ class DataPlan:
     pretrain_dose: float = 0.01
     """Share of pretraining tokens drawn from the synthetic documents (paper: ~1%)."""
     midtrain_dose: float = 0.01
+    cpt_dose: float = 0.01
+    """Share of the CPT stage's tokens drawn from the synthetic documents (only with a ``cpt`` stage)."""
+    cpt_corpus: Optional[Path] = None
+    """Natural data mixed into CPT; None reuses the midtraining corpus (or the base corpus)."""
+    max_synthetic_repetitions: float = 50.0
+    """Cap on how many times a stage may repeat the synthetic documents (epochs over them); a dose that
+    needs more is refused when manifests are written, naming the stage and the tokens missing."""
 
     def __post_init__(self) -> None:
         require(self.tokenizer_vocab_size >= 300, "data.tokenizer_vocab_size", "must be >= 300 (byte alphabet + merges)")
         require(self.synthetic_docs_per_item > 0, "data.synthetic_docs_per_item", "must be > 0")
-        for name in ("pretrain_dose", "midtrain_dose"):
+        require(self.max_synthetic_repetitions >= 1, "data.max_synthetic_repetitions", "must be >= 1 (1 = no repetition)")
+        for name in ("pretrain_dose", "midtrain_dose", "cpt_dose"):
             require(0 <= getattr(self, name) < 1, f"data.{name}", "must be in [0, 1)")
 
 
@@ -84,6 +93,9 @@ class StudyConfig:
     midtrain: StagePlan
     sft: StagePlan
     dpo: StagePlan
+    cpt: Optional[StagePlan] = None
+    """Continued pretraining after midtraining (insertion stage "CPT"); None: no CPT stage. When set,
+    every condition gets the stage, and post-training starts from its checkpoint."""
     parallel: ParallelConfig = field(default_factory=ParallelConfig)
     sft_options: SFTConfig = field(default_factory=SFTConfig)
     dpo_options: DPOConfig = field(default_factory=DPOConfig)
@@ -100,6 +112,14 @@ class StudyConfig:
             not needs_synthetic or self.data.midtrain_dose > 0,
             "data.midtrain_dose",
             "conditions with synthetic documents need a dose > 0",
+        )
+        uses_cpt = [c.name for c in self.conditions if c.insertion == "cpt"]
+        require(not uses_cpt or self.cpt is not None, "cpt",
+                f"conditions {uses_cpt} insert synthetic data at CPT: add a cpt stage plan")
+        require(
+            not any(c.synthetic and c.insertion == "cpt" for c in self.conditions) or self.data.cpt_dose > 0,
+            "data.cpt_dose",
+            "conditions inserting synthetic documents at CPT need a dose > 0",
         )
         mid_len = self.midtrain.seq_length or self.model.seq_length
         require(
