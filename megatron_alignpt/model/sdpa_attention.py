@@ -5,6 +5,16 @@ layer spec's `core_attention` for this module (specs are megatron's extension po
 On GPU, SDPA dispatches to flash / memory-efficient kernels, so it also serves as the
 non-TE fast path. Shapes: q/k/v arrive as [s, b, heads, head_dim]; output is
 [s, b, heads * head_dim], the layout megatron's `SelfAttention` expects back.
+
+Packed sequences (several documents in one row, none attending across a boundary) arrive in one
+of two ways, both supported:
+- an explicit ``attention_mask`` [b, 1, s, s] (True = masked, megatron's convention) that is
+  block-diagonal and causal; any spec that honours masks (this one, megatron's local attention)
+  takes it;
+- megatron's ``PackedSeqParams`` in the ``thd`` layout (what Transformer Engine's kernels take):
+  q/k/v arrive as [t, heads, head_dim] with ``cu_seqlens_q`` marking the documents, and the
+  output is [t, 1, heads * head_dim]. Here the documents become a block-diagonal causal mask
+  over one row, so CPU runs exercise the same `PackedSeqParams` path as GPU runs.
 """
 from __future__ import annotations
 
@@ -52,8 +62,27 @@ class SDPACoreAttention(MegatronModule):
         packed_seq_params=None,
         **kwargs,
     ) -> torch.Tensor:
+        if packed_seq_params is not None and packed_seq_params.qkv_format == "thd":
+            return self._packed_thd(query, key, value, packed_seq_params)
         if packed_seq_params is not None:
-            raise ValueError("packed sequences need the TE spec (THD attention)")
+            raise ValueError(f"SDPA attention supports packed sequences only in the thd layout, got {packed_seq_params.qkv_format!r}")
+        return self._attend(query, key, value, attention_mask, attn_mask_type)
+
+    def _packed_thd(self, query, key, value, params) -> torch.Tensor:
+        """[t, heads, dim] q/k/v with document boundaries in cu_seqlens -> [t, 1, heads * dim]."""
+        cu_q, cu_kv = params.cu_seqlens_q, params.cu_seqlens_kv
+        if cu_q is None or (cu_kv is not None and not torch.equal(cu_q, cu_kv)):
+            raise ValueError("thd self-attention needs cu_seqlens_q equal to cu_seqlens_kv")
+        padded = params.cu_seqlens_q_padded
+        if padded is not None and not torch.equal(padded, cu_q):
+            raise ValueError("SDPA attention does not support padded thd sequences (cu_seqlens_q_padded != cu_seqlens_q)")
+        total = query.shape[0]
+        if int(cu_q[-1]) != total:
+            raise ValueError(f"cu_seqlens_q ends at {int(cu_q[-1])} but the packed tensor has {total} tokens")
+        mask = block_causal_mask(segment_ids_from_cu_seqlens(cu_q, total))[None, None]
+        return self._attend(query[:, None], key[:, None], value[:, None], mask, AttnMaskType.causal)
+
+    def _attend(self, query, key, value, attention_mask, attn_mask_type) -> torch.Tensor:
         seq_q, batch, heads, head_dim = query.shape
         if key.shape[2] != heads:  # grouped-query attention: expand kv heads
             repeat = heads // key.shape[2]
@@ -74,3 +103,18 @@ class SDPACoreAttention(MegatronModule):
             scale=self.softmax_scale,
         )
         return out_bhsd.permute(2, 0, 1, 3).reshape(seq_q, batch, heads * head_dim)
+
+
+def segment_ids_from_cu_seqlens(cu_seqlens: torch.Tensor, total: int) -> torch.Tensor:
+    """[total] document index of every packed position, from cumulative lengths [n_docs + 1]."""
+    lengths = (cu_seqlens[1:] - cu_seqlens[:-1]).long()
+    return torch.repeat_interleave(torch.arange(len(lengths), device=cu_seqlens.device), lengths, output_size=total)
+
+
+def block_causal_mask(segment_ids: torch.Tensor) -> torch.Tensor:
+    """Megatron-convention mask (True = masked) that lets a position see only earlier positions of its own
+    document. segment_ids: [..., s] -> [..., s, s]."""
+    s = segment_ids.shape[-1]
+    same = segment_ids[..., :, None] == segment_ids[..., None, :]
+    causal = torch.ones(s, s, dtype=torch.bool, device=segment_ids.device).tril()
+    return ~(same & causal)
