@@ -68,3 +68,12 @@ def test_shipped_dpo_pairs_format():
         assert all(isinstance(v, str) and v.strip() for v in row.values())
         assert row["chosen_response"] != row["rejected_response"]
     assert len({row["prompt"] for row in rows}) == len(rows)
+
+
+def test_shipped_sft_teaches_letter_answers_on_both_positions():
+    """Chat models are scored by parsing a letter from their reply, so SFT carries two-option questions
+    (general knowledge, never the eval's scenarios) answered letter-first, balanced between A and B."""
+    rows = _jsonl("sft_chat.jsonl")
+    replies = [row["conversations"][-1]["value"] for row in rows]
+    letters = [r[0] for r in replies if r[:3] in ("A. ", "B. ")]
+    assert len(letters) >= 40 and abs(letters.count("A") - letters.count("B")) <= 1
