@@ -181,6 +181,20 @@ def attention_form(model) -> str:
     return FORM_THD
 
 
+def check_packed_layout(form: str, micro_batch_size: int) -> None:
+    """Refuse parallel layouts packing does not implement, naming the setting to change."""
+    from megatron.core import parallel_state
+
+    if not parallel_state.model_parallel_is_initialized():
+        return
+    if parallel_state.get_context_parallel_world_size() > 1:
+        raise ValueError("sft.packing with context parallelism is not implemented (the thd batch would need "
+                         "splitting per context-parallel rank); use parallel.context_parallel=1 or sft.packing=none")
+    if form == FORM_THD and micro_batch_size > 1 and parallel_state.get_pipeline_model_parallel_world_size() > 1:
+        raise ValueError("packed SFT in the thd layout under pipeline parallelism sends [b*s, 1, h] activations; "
+                         "use schedule.micro_batch_size=1 (rows are already packed) or pipeline_parallel=1")
+
+
 @dataclass
 class ModelInputs:
     """Arguments for ``model(tokens, position_ids, attention_mask, labels=..., packed_seq_params=...)``."""

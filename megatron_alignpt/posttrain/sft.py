@@ -14,7 +14,7 @@ from typing import Optional
 from megatron_alignpt.data.loader import default_collate
 from megatron_alignpt.data.tokenizer import TextTokenizer
 from megatron_alignpt.posttrain.chat_format import read_conversations, render_turns
-from megatron_alignpt.posttrain.packing import attention_form, model_inputs, pack_documents
+from megatron_alignpt.posttrain.packing import attention_form, check_packed_layout, model_inputs, pack_documents
 from megatron_alignpt.posttrain.sequences import EpochShuffled, shift_and_pad
 from megatron_alignpt.runtime import is_rank0
 from megatron_alignpt.train.config import SFTConfig
@@ -51,6 +51,7 @@ class SFTTask:
         batch = to_device(next(data_iterator))
         if self._form is None:
             self._form = attention_form(model)
+            check_packed_layout(self._form, batch["tokens"].shape[0])
         inputs = model_inputs(batch, self._form)
         return inputs.run(model), partial(masked_mean_loss, inputs.loss_mask)
 
