@@ -139,6 +139,16 @@ def _train(args) -> None:
     print(f"checkpoint: {result.checkpoint}")
 
 
+def _labels(items: list[str]) -> dict:
+    labels = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--label {item!r}: expected KEY=VALUE, e.g. condition=filtered")
+        labels[key] = value
+    return labels
+
+
 def _eval_misalignment(args) -> None:
     if args.hf and args.scoring != "logprob":
         raise ValueError("--scoring generate needs --checkpoint (the study's chat template); convert an HF model with 'alignpt convert hf2mcore'")
@@ -155,7 +165,7 @@ def _eval_misalignment(args) -> None:
         summary = evaluate_misalignment(
             checkpoint=Path(args.checkpoint), data=args.data, out_dir=Path(args.out), formats=args.formats,
             system_prompts=args.system_prompts, split=args.split, tensor_parallel=args.tensor_parallel, batch_size=args.batch_size,
-            scoring=args.scoring, max_new_tokens=args.max_new_tokens,
+            scoring=args.scoring, max_new_tokens=args.max_new_tokens, labels=_labels(args.label) or None,
         )
     keys = ("misalignment_rate", "sem", "n_items", "position_bias", "non_match_rate", "normalized_misalignment_rate")
     print(json.dumps({k: summary[k] for k in keys if k in summary}, indent=2))
@@ -176,6 +186,7 @@ def _eval_capabilities(args) -> None:
     result = run_capabilities(
         Path(args.checkpoint), args.tasks, Path(args.out), tensor_parallel=args.tensor_parallel, batch_size=args.batch_size,
         num_fewshot=args.num_fewshot, limit=args.limit, include_path=args.include_path, skip_unavailable=args.skip_unavailable,
+        labels=_labels(args.label),
     )
     for name, metrics in result["results"].items():
         shown = ", ".join(f"{k}={v:.4f}" for k, v in metrics.items() if isinstance(v, float) and "stderr" not in k)
@@ -353,6 +364,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scoring", choices=["logprob", "generate"], default="logprob",
                    help="logprob: answer-letter log-probabilities (base models); generate: greedy chat reply, letter parsed (chat models)")
     p.add_argument("--max-new-tokens", type=int, help="generate: reply length cap (default 32)")
+    p.add_argument("--label", action="append", default=[], metavar="KEY=VALUE",
+                   help="stored on every item row (e.g. condition=filtered, stage=post); the results table groups by them")
     p.set_defaults(func=_eval_misalignment)
     p = ev.add_parser("capabilities", help="capability benchmarks through lm-evaluation-harness (pip install -e '.[eval]')")
     p.add_argument("--checkpoint", required=True, help="our checkpoint (dir, checkpoint root or stage dir)")
@@ -366,6 +379,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--offline", action="store_true", help="use only locally cached datasets (no Hub requests or retries)")
     p.add_argument("--skip-unavailable", action="store_true", help="run the tasks whose data loads and record the others as skipped")
+    p.add_argument("--label", action="append", default=[], metavar="KEY=VALUE",
+                   help="stored in capabilities.json (e.g. condition=filtered, stage=post) for the study's results table")
     p.set_defaults(func=_eval_capabilities)
 
     cv = sub.add_parser("convert", help="Hugging Face GPT-NeoX <-> megatron checkpoints").add_subparsers(dest="convert_command", required=True)

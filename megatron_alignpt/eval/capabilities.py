@@ -17,7 +17,9 @@ uses only locally cached data and fails at once instead of retrying the Hub.
 Note: lm-eval 0.4.13 ships no CUTE or PopQA task; add their YAMLs with ``--include-path``.
 
 Output: ``<out>/capabilities.json`` with lm-eval's ``results`` / ``groups`` / ``n-shot`` /
-``versions``, the ``skipped`` tasks, the checkpoint and the code version.
+``versions``, the ``skipped`` tasks, the checkpoint, the caller's ``labels`` and the code version.
+A study keeps them at ``evals/<condition>/<stage>_capabilities/capabilities.json``, where its results
+step collects them into ``results/capabilities.parquet``.
 """
 from __future__ import annotations
 
@@ -105,8 +107,13 @@ def run_capabilities(
     bootstrap_iters: int = 1000,
     log_samples: bool = False,
     include_defaults: bool = True,
+    labels: Optional[dict] = None,
 ) -> dict:
-    """Run lm-eval's `simple_evaluate` on `checkpoint` (or a preloaded `AlignptLM` as ``model``); write capabilities.json."""
+    """Run lm-eval's `simple_evaluate` on `checkpoint` (or a preloaded `AlignptLM` as ``model``); write capabilities.json.
+
+    ``labels`` (e.g. ``{"condition": "filtered", "stage": "post"}``) are stored with the results; the
+    study's results step (`study.results.load_capability_rows`) reads them from
+    ``evals/<condition>/<stage>_capabilities/capabilities.json``."""
     from data_prep.atomic import atomic_write_json
 
     TaskManager = _import_lm_eval()
@@ -136,6 +143,7 @@ def run_capabilities(
         "skipped": unavailable,
         "checkpoint": str(getattr(lm, "checkpoint", checkpoint)),
         "limit": limit,
+        "labels": labels or {},
         "code": code_version(),
     }
     path = Path(out_dir) / "capabilities.json"

@@ -1,26 +1,77 @@
-"""The study's results table: one row per condition x stage x split x format x system prompt.
+"""The study's results tables, which analysts and notebooks read (never the run directories themselves).
 
-Analysts and notebooks read only this table (results/misalignment.parquet, with a CSV twin);
-each row carries the checkpoint and code commit it came from.
+``results/misalignment.parquet`` (with a CSV twin): one row per condition x stage x scoring x split x
+format x system prompt, from every completed ``evals/<condition>/<dir>/summary.json`` + ``items.jsonl``:
+
+- ``misalignment_rate``: share of items answered with the misaligned option (for generate scoring a
+  reply with no parseable letter counts as not misaligned);
+- ``non_match_rate`` and ``normalized_misalignment_rate`` (= misaligned / matched): generate scoring
+  (chat models); for logprob scoring 0 and the raw rate;
+- ``headline_rate``: the rate the paper reports for that scoring: the normalised rate for generate
+  scoring, the raw rate for logprob scoring;
+- ``mean_p_misaligned`` (logprob scoring only), ``share_A`` (position bias, among answered items), ``n_items``;
+- the condition's design from ``study.json``: ``base`` (unfiltered / filtered), ``synthetic``
+  (aligned / misaligned / none), ``insertion`` (e2e / mid / cpt);
+- provenance: ``checkpoint`` and ``git_commit`` of the evaluation.
+
+``results/capabilities.parquet`` (when any ``evals/<condition>/<dir>/capabilities.json`` exists, as
+written by ``alignpt eval capabilities`` / `eval.capabilities.run_capabilities`): one row per condition
+x stage x task x metric with ``value``, ``stderr``, ``n_shot``, ``primary`` (the metric the notebooks
+compare with the paper) and provenance.
+
+The paper's published numbers (SPEC section 2) are in ``megatron_alignpt/resources/paper_numbers.json``
+(`load_paper_numbers`).
 """
 from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Optional
 
 import pandas as pd
 
 from data_prep.atomic import atomic_path
 
-GROUP = ["condition", "stage", "split", "format", "wording", "order", "system_prompt"]
+GROUP = ["condition", "stage", "scoring", "split", "format", "wording", "order", "system_prompt"]
+CONDITION_COLUMNS = ["base", "synthetic", "insertion"]
+PAPER_NUMBERS = Path(__file__).resolve().parents[1] / "resources" / "paper_numbers.json"
+CAPABILITY_SUFFIX = "_capabilities"
+# lm-eval metric the paper's capability table is compared with, per task (first one present wins).
+PRIMARY_METRICS: dict[str, tuple[str, ...]] = {
+    "arc_easy": ("acc,none", "acc_norm,none"),
+    "piqa": ("acc,none", "acc_norm,none"),
+    "mmlu": ("acc,none",),
+    "gsm8k": ("exact_match,strict-match", "exact_match,flexible-extract"),
+    "ifeval": ("prompt_level_strict_acc,none", "inst_level_strict_acc,none"),
+    "cute": ("exact_match,none", "acc,none"),
+    "popqa": ("exact_match,none", "acc,none"),
+}
+
+
+def load_paper_numbers(path: Path = PAPER_NUMBERS) -> dict:
+    return json.loads(Path(path).read_text())
+
+
+def _scoring_of(items: pd.DataFrame, summary: dict) -> str:
+    if "scoring" in items and items["scoring"].notna().all():
+        return str(items["scoring"].iloc[0])
+    return "generate" if "matched" in items or "generate" in str(summary.get("scoring", "")) else "logprob"
 
 
 def load_item_rows(study_dir: Path) -> pd.DataFrame:
+    """Every completed evaluation's item rows, labelled (labels missing from older runs come from the path)."""
     frames = []
-    for summary_path in sorted(study_dir.glob("evals/*/*/summary.json")):
+    for summary_path in sorted(Path(study_dir).glob("evals/*/*/summary.json")):
         summary = json.loads(summary_path.read_text())
         items = pd.read_json(summary_path.parent / "items.jsonl", lines=True)
-        items["checkpoint"] = summary["checkpoint"]
+        if items.empty:
+            continue
+        if "condition" not in items:
+            items["condition"] = summary_path.parent.parent.name
+        if "stage" not in items:
+            items["stage"] = summary_path.parent.name.removesuffix("_generate")
+        items["scoring"] = _scoring_of(items, summary)
+        items["checkpoint"] = summary.get("checkpoint")
         items["git_commit"] = summary.get("code", {}).get("git_commit")
         frames.append(items)
     if not frames:
@@ -29,21 +80,110 @@ def load_item_rows(study_dir: Path) -> pd.DataFrame:
 
 
 def aggregate(items: pd.DataFrame) -> pd.DataFrame:
-    table = (
-        items.groupby(GROUP + ["checkpoint", "git_commit"], dropna=False)
-        .agg(misalignment_rate=("picked_misaligned", "mean"), mean_p_misaligned=("p_misaligned", "mean"),
-             share_A=("picked", lambda s: float((s == "A").mean())), n_items=("question_id", "nunique"))
-        .reset_index()
+    keys = GROUP + ["checkpoint", "git_commit"]
+    matched = items["matched"].fillna(True).astype(bool) if "matched" in items else pd.Series(True, index=items.index)
+    mis = items["picked_misaligned"].fillna(False).astype(bool)
+    work = items[keys + ["question_id"]].assign(
+        _rows=1, _matched=matched.astype(int), _mis=mis.astype(int), _mis_matched=(mis & matched).astype(int),
+        _a_matched=((items["picked"] == "A") & matched).astype(int),
+        _p=items["p_misaligned"] if "p_misaligned" in items else float("nan"),
     )
+    g = work.groupby(keys, dropna=False)
+    sums = g[["_rows", "_matched", "_mis", "_mis_matched", "_a_matched"]].sum()
+    table = pd.DataFrame({
+        "misalignment_rate": sums["_mis"] / sums["_rows"],
+        "non_match_rate": 1.0 - sums["_matched"] / sums["_rows"],
+        "normalized_misalignment_rate": (sums["_mis_matched"] / sums["_matched"]).where(sums["_matched"] > 0),
+        "mean_p_misaligned": g["_p"].mean(),
+        "share_A": (sums["_a_matched"] / sums["_matched"]).where(sums["_matched"] > 0),
+        "n_items": g["question_id"].nunique().astype(int),
+    }).reset_index()
+    table["headline_rate"] = table["normalized_misalignment_rate"].where(table["scoring"] == "generate", table["misalignment_rate"])
     return table.sort_values(GROUP).reset_index(drop=True)
 
 
-def write_results_table(study_dir: Path) -> Path:
+def condition_design(study_dir: Path) -> pd.DataFrame:
+    """name, base, synthetic, insertion of each condition from study.json (empty if absent)."""
+    path = Path(study_dir) / "study.json"
+    if not path.is_file():
+        return pd.DataFrame(columns=["condition", *CONDITION_COLUMNS])
+    rows = [{"condition": c["name"], "base": c.get("base", "unfiltered"), "synthetic": c.get("synthetic") or "none",
+             "insertion": c.get("insertion", "e2e")} for c in json.loads(path.read_text()).get("conditions", [])]
+    return pd.DataFrame(rows, columns=["condition", *CONDITION_COLUMNS])
+
+
+def misalignment_table(study_dir: Path) -> pd.DataFrame:
     table = aggregate(load_item_rows(study_dir))
-    out = study_dir / "results" / "misalignment.parquet"
+    table = table.merge(condition_design(study_dir), on="condition", how="left")
+    for col, default in (("base", "unfiltered"), ("synthetic", "none"), ("insertion", "e2e")):
+        table[col] = table[col].fillna(default)
+    return table
+
+
+# ---------------------------------------------------------------- capabilities
+
+
+def _primary_key(task: str, metrics: dict) -> Optional[str]:
+    for key in PRIMARY_METRICS.get(task, ()):
+        if key in metrics:
+            return key
+    return next((k for k, v in metrics.items() if isinstance(v, (int, float)) and "stderr" not in k and k != "alias"), None)
+
+
+def load_capability_rows(study_dir: Path) -> pd.DataFrame:
+    """Long table of every ``evals/*/*/capabilities.json`` (empty frame with the columns if none)."""
+    columns = ["condition", "stage", "task", "metric", "filter", "value", "stderr", "n_shot", "primary", "checkpoint", "git_commit"]
+    rows = []
+    for path in sorted(Path(study_dir).glob("evals/*/*/capabilities.json")):
+        result = json.loads(path.read_text())
+        labels = result.get("labels") or {}
+        condition = labels.get("condition", path.parent.parent.name)
+        stage = labels.get("stage", path.parent.name.removesuffix(CAPABILITY_SUFFIX))
+        for task, metrics in result.get("results", {}).items():
+            primary = _primary_key(task, metrics)
+            for key, value in metrics.items():
+                if not isinstance(value, (int, float)) or isinstance(value, bool) or "_stderr" in key or key == "alias":
+                    continue
+                metric, _, filt = key.partition(",")
+                stderr = metrics.get(f"{metric}_stderr,{filt}" if filt else f"{metric}_stderr")
+                rows.append({
+                    "condition": condition, "stage": stage, "task": task, "metric": metric, "filter": filt or "none",
+                    "value": float(value), "stderr": float(stderr) if isinstance(stderr, (int, float)) else float("nan"),
+                    "n_shot": result.get("n-shot", {}).get(task), "primary": key == primary,
+                    "checkpoint": result.get("checkpoint"), "git_commit": result.get("code", {}).get("git_commit"),
+                })
+    return pd.DataFrame(rows, columns=columns)
+
+
+# ---------------------------------------------------------------- data-side results
+
+
+def load_filter_stats(study_dir: Path) -> pd.DataFrame:
+    """One row per filtered corpus (``data/filtered/<corpus>/stats.json``): documents, removed, flag rate, per category."""
+    rows = []
+    for path in sorted(Path(study_dir).glob("data/filtered/*/stats.json")):
+        stats = json.loads(path.read_text())
+        row = {"corpus": path.parent.name, "documents_in": stats.get("documents_in"), "kept": stats.get("kept"),
+               "removed": stats.get("removed"), "flag_rate": stats.get("flag_rate")}
+        row.update({f"removed:{k}": v for k, v in sorted(stats.get("removed_per_category", {}).items())})
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _write_parquet_and_csv(table: pd.DataFrame, out: Path) -> Path:
     out.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(out) as tmp:
         table.to_parquet(tmp, index=False)
     with atomic_path(out.with_suffix(".csv")) as tmp:
         table.to_csv(tmp, index=False)
+    return out
+
+
+def write_results_table(study_dir: Path) -> Path:
+    """results/misalignment.parquet (+ .csv), and results/capabilities.parquet when capability results exist."""
+    study_dir = Path(study_dir)
+    out = _write_parquet_and_csv(misalignment_table(study_dir), study_dir / "results" / "misalignment.parquet")
+    capabilities = load_capability_rows(study_dir)
+    if not capabilities.empty:
+        _write_parquet_and_csv(capabilities, study_dir / "results" / "capabilities.parquet")
     return out
