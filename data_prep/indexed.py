@@ -79,6 +79,23 @@ class IndexedDatasetWriter:
         self._lengths.append(int(ids.size))
         self.tokens += int(ids.size)
 
+    def add_documents(self, flat_ids: np.ndarray, lengths: np.ndarray | list[int]) -> None:
+        """Append several documents at once: ``flat_ids`` holds them back to back, ``lengths`` their sizes.
+
+        One range check and one write for the whole batch (what a tokenizer's batch output needs).
+        """
+        flat_ids = np.asarray(flat_ids)
+        lengths = np.asarray(lengths, dtype=np.int64)
+        if lengths.ndim != 1 or (lengths.size and int(lengths.min()) <= 0) or int(lengths.sum()) != flat_ids.size:
+            raise ValueError(f"{self.prefix}: document {self.documents}: lengths must be positive and sum to the "
+                             f"{flat_ids.size} ids given (empty documents cannot be sampled by Megatron)")
+        if flat_ids.size == 0:
+            return
+        self._check_ids(flat_ids)
+        self._bin.write(flat_ids.astype(self.dtype, copy=False).tobytes(order="C"))
+        self._lengths.extend(lengths.tolist())
+        self.tokens += int(flat_ids.size)
+
     def _check_ids(self, ids: np.ndarray) -> None:
         where = f"{self.prefix}: document {self.documents}"
         if self.finalized:
@@ -173,3 +190,35 @@ def read_indexed_document(prefix: str | Path, index: int) -> np.ndarray:
     tokens = np.memmap(bin_path(prefix), dtype=info.dtype, mode="r")
     start = int(info.pointers[index]) // info.dtype.itemsize
     return np.array(tokens[start:start + int(info.lengths[index])])
+
+
+def merge_indexed(prefixes: Iterable[str | Path], out_prefix: str | Path, chunk_bytes: int = 1 << 24) -> Path:
+    """Concatenate datasets of one dtype into ``<out_prefix>.bin/.idx`` (documents in the given order).
+
+    Used to join the per-shard datasets of a distributed tokenize step into one training dataset.
+    """
+    prefixes = [Path(p) for p in prefixes]
+    if not prefixes:
+        raise ValueError("merge_indexed needs at least one dataset prefix")
+    infos = [read_index(p) for p in prefixes]
+    dtypes = {info.dtype for info in infos}
+    if len(dtypes) != 1:
+        raise ValueError(f"cannot merge datasets of different dtypes {sorted(str(d) for d in dtypes)}: {prefixes}")
+    out_prefix = Path(out_prefix)
+    out_prefix.parent.mkdir(parents=True, exist_ok=True)
+    tmp_bin, tmp_idx = temp_sibling(bin_path(out_prefix)), temp_sibling(idx_path(out_prefix))
+    try:
+        with open(tmp_bin, "wb") as out:
+            for prefix in prefixes:
+                with open(bin_path(prefix), "rb") as handle:
+                    for chunk in iter(lambda: handle.read(chunk_bytes), b""):
+                        out.write(chunk)
+        lengths = np.concatenate([info.lengths.astype(np.int64) for info in infos])
+        _write_index(tmp_idx, infos[0].dtype, lengths)
+        os.replace(tmp_bin, bin_path(out_prefix))
+        os.replace(tmp_idx, idx_path(out_prefix))
+    except BaseException:
+        tmp_bin.unlink(missing_ok=True)
+        tmp_idx.unlink(missing_ok=True)
+        raise
+    return out_prefix

@@ -6,10 +6,12 @@ markers used by post-training. Training is deterministic for the same texts in t
 """
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator
 
+import numpy as np
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from tqdm import tqdm
 
@@ -88,22 +90,74 @@ def _eod_id(tokenizer: Tokenizer) -> int:
     return eod
 
 
+class IndexedTextWriter:
+    """Tokenize texts in batches straight into a ``<prefix>.bin/.idx`` dataset (one EOD id after each).
+
+    Each batch is encoded with ``encode_batch`` and written as one array, so the per-document cost
+    beyond tokenizing is a few list operations. Empty texts are skipped and counted.
+    """
+
+    def __init__(self, prefix: str | Path, tokenizer: str | Path | Tokenizer, append_eod: bool = True) -> None:
+        self.tokenizer = tokenizer if isinstance(tokenizer, Tokenizer) else load_tokenizer(tokenizer)
+        self.eod = _eod_id(self.tokenizer) if append_eod else None
+        self.writer = IndexedDatasetWriter(prefix, self.tokenizer.get_vocab_size())
+        self.skipped_empty = 0
+
+    @property
+    def tokens(self) -> int:
+        return self.writer.tokens
+
+    @property
+    def documents(self) -> int:
+        return self.writer.documents
+
+    def add_texts(self, texts: list[str]) -> int:
+        """Tokenize and append ``texts``; returns how many were skipped as empty."""
+        nonempty = [t for t in texts if t]
+        skipped = len(texts) - len(nonempty)
+        self.skipped_empty += skipped
+        if not nonempty:
+            return skipped
+        encodings = self.tokenizer.encode_batch(nonempty, add_special_tokens=False)
+        ids = [e.ids for e in encodings]
+        if self.eod is not None:
+            for row in ids:
+                row.append(self.eod)
+        lengths = [len(row) for row in ids]
+        flat = np.fromiter(itertools.chain.from_iterable(ids), dtype=np.int64, count=sum(lengths))
+        if 0 in lengths:  # only without EOD: a text of zero tokens cannot be a Megatron document
+            keep = [i for i, n in enumerate(lengths) if n]
+            self.skipped_empty += len(lengths) - len(keep)
+            skipped += len(lengths) - len(keep)
+            lengths = [lengths[i] for i in keep]
+        self.writer.add_documents(flat, lengths)
+        return skipped
+
+    def finalize(self) -> Path:
+        return self.writer.finalize()
+
+    def abort(self) -> None:
+        self.writer.abort()
+
+    def __enter__(self) -> "IndexedTextWriter":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.finalize()
+        else:
+            self.abort()
+
+
 def tokenize_to_indexed(docs: Iterable[str], tokenizer_path: str | Path, prefix: str | Path,
                         append_eod: bool = True, batch_size: int = 1000, progress: bool = False) -> TokenizeStats:
     """Tokenize each document (``encode_batch``, one EOD id after each) into ``<prefix>.bin/.idx``.
 
     Empty texts are skipped (and counted): Megatron cannot sample from zero-length documents.
     """
-    tokenizer = load_tokenizer(tokenizer_path)
-    eod = [_eod_id(tokenizer)] if append_eod else []
-    skipped = 0
-    with IndexedDatasetWriter(prefix, tokenizer.get_vocab_size()) as writer:
+    with IndexedTextWriter(prefix, tokenizer_path, append_eod=append_eod) as writer:
         for batch in tqdm(_batches(docs, batch_size), desc=f"tokenize {Path(prefix).name}", unit="batch",
                           disable=not progress):
-            for text, encoding in zip(batch, tokenizer.encode_batch(batch, add_special_tokens=False)):
-                if not text:
-                    skipped += 1
-                    continue
-                writer.add_document(encoding.ids + eod)
-        stats = TokenizeStats(documents=writer.documents, tokens=writer.tokens, skipped_empty=skipped)
+            writer.add_texts(batch)
+        stats = TokenizeStats(documents=writer.documents, tokens=writer.tokens, skipped_empty=writer.skipped_empty)
     return stats
