@@ -8,12 +8,27 @@ we point the first two at the CPU and replace the tracker by one whose `fork` is
 context (megatron's own inference tracker), so dropout draws from torch's CPU generator.
 megatron-core 0.19 also asks for `torch.cuda.current_stream()` in DDP's grad sync (to wait on
 CUDA-graph events); on CPU that becomes a stream stand-in whose waits do nothing.
+Activation recomputation (`tensor_parallel.checkpoint`) saves and restores the CUDA RNG state
+next to the CPU one; on CPU the CUDA state is an empty tensor (restoring it is already a no-op,
+megatron defers it to a lazy CUDA call that never runs).
+
+megatron's pipeline schedules (`get_forward_backward_func()`, with and without pipelining)
+allocate their token counter with an explicit `device="cuda"`; `schedule_context()` wraps a
+schedule call so that factory functions asked for a CUDA device allocate on the CPU instead.
+Everything else in the schedules (gloo point-to-point sends between pipeline stages, autograd)
+runs unchanged, with one setting: `pipeline_p2p_settings()` makes every stage-to-stage exchange
+a plain isend/irecv that completes before the schedule moves on. gloo's asynchronous sends read
+their buffer later, and the schedule frees or reuses activation buffers right after posting them
+(batched or overlapped exchanges then deliver wrong activations in the interleaved schedule).
 
 Nothing here runs when CUDA is available.
 """
 from __future__ import annotations
 
+import contextlib
+
 import torch
+from torch.overrides import TorchFunctionMode
 
 _APPLIED = False
 
@@ -43,10 +58,36 @@ def apply_cpu_shims() -> None:
     torch.cuda.current_device = lambda: "cpu"  # type: ignore[assignment]
     torch.cuda.synchronize = lambda *args, **kwargs: None  # type: ignore[assignment]
     torch.cuda.current_stream = lambda *args, **kwargs: _NullStream()  # type: ignore[assignment]
+    torch.cuda.random.get_rng_state = lambda *args, **kwargs: torch.empty(0, dtype=torch.uint8)  # type: ignore[assignment]
     from megatron.core.tensor_parallel import random as mcore_random
 
     mcore_random.initialize_rng_tracker(inference_rng_tracker=True, force_reset=True)
     _APPLIED = True
+
+
+class _CudaFactoriesOnCPU(TorchFunctionMode):
+    """Tensors requested with `device="cuda"` (or cuda:N) are created on the CPU."""
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        dev = kwargs.get("device")
+        if dev is not None and torch.device(dev).type == "cuda":
+            kwargs = {**kwargs, "device": "cpu"}
+        return func(*args, **kwargs)
+
+
+def schedule_context():
+    """Context for calling a megatron pipeline schedule: on CPU, redirects its CUDA allocations."""
+    if cuda_available():
+        return contextlib.nullcontext()
+    return _CudaFactoriesOnCPU()
+
+
+def pipeline_p2p_settings() -> dict:
+    """TransformerConfig overrides for pipeline point-to-point traffic on CPU (gloo); none on GPU."""
+    if cuda_available():
+        return {}
+    return {"overlap_p2p_comm": False, "batch_p2p_comm": False}
 
 
 def seed_everything(seed: int) -> None:

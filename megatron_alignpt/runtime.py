@@ -32,7 +32,13 @@ def init_process_group() -> None:
     dist.init_process_group(backend=backend, timeout=datetime.timedelta(minutes=30))
 
 
-def init_parallel(tensor_parallel: int = 1, pipeline_parallel: int = 1, seed: int = 1234) -> None:
+def init_parallel(
+    tensor_parallel: int = 1,
+    pipeline_parallel: int = 1,
+    seed: int = 1234,
+    virtual_pipeline: int = 1,
+    context_parallel: int = 1,
+) -> None:
     """Initialise torch.distributed and megatron's model-parallel groups, then seed."""
     apply_cpu_shims()
     init_process_group()
@@ -41,8 +47,16 @@ def init_parallel(tensor_parallel: int = 1, pipeline_parallel: int = 1, seed: in
     parallel_state.initialize_model_parallel(
         tensor_model_parallel_size=tensor_parallel,
         pipeline_model_parallel_size=pipeline_parallel,
+        virtual_pipeline_model_parallel_size=virtual_pipeline if virtual_pipeline > 1 else None,
+        context_parallel_size=context_parallel,
     )
     seed_everything(seed)
+
+
+def init_layout(parallel, seed: int = 1234) -> None:
+    """`init_parallel` for a `ParallelConfig`."""
+    init_parallel(parallel.tensor_parallel, parallel.pipeline_parallel, seed,
+                  virtual_pipeline=parallel.virtual_pipeline, context_parallel=parallel.context_parallel)
 
 
 def shutdown() -> None:

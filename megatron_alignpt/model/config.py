@@ -1,7 +1,7 @@
 """Model shape and parallel layout, translated into megatron-core's TransformerConfig."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 from megatron_alignpt.config_base import require
@@ -68,35 +68,200 @@ class ModelConfig:
         return self.max_position_embeddings or self.seq_length
 
 
-@dataclass
-class ParallelConfig:
-    """How one model replica is split across ranks; data parallel fills the rest of the world."""
+PrecisionName = Literal["fp32", "bf16", "fp8"]
+Fp8Format = Literal["hybrid", "e4m3"]
+Fp8Recipe = Literal["delayed", "current"]
+RecomputeGranularity = Literal["none", "selective", "full"]
+RecomputeMethod = Literal["uniform", "block"]
 
-    tensor_parallel: int = 1
-    pipeline_parallel: int = 1
-    precision: Literal["fp32", "bf16"] = "fp32"
-    """bf16 keeps fp32 master weights in megatron's mixed-precision optimizer (GPU only)."""
+# Our recipe names -> megatron-core's TransformerConfig.fp8_recipe values (megatron_alignpt name first).
+FP8_RECIPES = {"delayed": "delayed", "current": "tensorwise"}
+
+
+@dataclass
+class RecomputeConfig:
+    """Activation recomputation (megatron's recompute_granularity / _method / _num_layers)."""
+
+    granularity: RecomputeGranularity = "none"
+    """none; selective (recompute only `modules`, default core attention: cheap to redo, large to
+    keep); full (keep only each recomputed layer's input and redo the whole layer in backward)."""
+    method: RecomputeMethod = "uniform"
+    """full only: uniform (split each model chunk's layers into groups of num_layers and keep only
+    each group's input) or block (recompute the first num_layers layers of each chunk, keep the rest)."""
+    num_layers: int = 1
+    """full only: the group size (uniform) or the number of recomputed layers per chunk (block)."""
+    modules: tuple[str, ...] = ("core_attn",)
+    """selective only: megatron's recompute_modules, e.g. core_attn, mlp, layernorm."""
 
     def __post_init__(self) -> None:
-        require(self.tensor_parallel >= 1, "parallel.tensor_parallel", "must be >= 1")
-        require(self.pipeline_parallel >= 1, "parallel.pipeline_parallel", "must be >= 1")
-        require(self.precision in ("fp32", "bf16"), "parallel.precision", "use fp32 or bf16")
+        require(self.granularity in ("none", "selective", "full"), "parallel.recompute.granularity",
+                "use none, selective or full")
+        require(self.method in ("uniform", "block"), "parallel.recompute.method", "use uniform or block")
+        require(self.num_layers >= 1, "parallel.recompute.num_layers", "must be >= 1")
+        allowed = {"core_attn", "mlp", "layernorm"}
+        bad = sorted(set(self.modules) - allowed)
+        require(not bad, "parallel.recompute.modules",
+                f"{bad} are not recomputable in a dense GPT; choose from {sorted(allowed)}")
+        require(self.granularity != "selective" or bool(self.modules), "parallel.recompute.modules",
+                "selective recomputation needs at least one module, e.g. [\"core_attn\"]")
+
+
+@dataclass
+class ParallelConfig:
+    """How one model replica is split across ranks, and in which precision it trains.
+
+    Ranks are laid out as megatron does: tensor parallel (TP) innermost, then context parallel
+    (CP), data parallel (DP), pipeline parallel (PP) outermost; DP = world / (TP x CP x PP) fills
+    whatever the launcher provides. Every field maps onto megatron-core's TransformerConfig,
+    DistributedDataParallelConfig or optimizer config (see `megatron_alignpt.model.builder`).
+    """
+
+    tensor_parallel: int = 1
+    """Ranks that split every weight matrix (keep within one node's NVLink domain)."""
+    pipeline_parallel: int = 1
+    """Pipeline stages; each holds num_layers / pipeline_parallel layers."""
+    virtual_pipeline: int = 1
+    """Model chunks per pipeline rank (interleaved 1F1B); 1 = plain 1F1B. Shrinks the pipeline bubble
+    by this factor at the cost of more point-to-point traffic."""
+    sequence_parallel: bool = False
+    """Split LayerNorm/dropout activations along the sequence across the TP ranks (saves activation
+    memory; needs tensor_parallel > 1)."""
+    context_parallel: int = 1
+    """Ranks that split each sequence (ring attention, Transformer Engine only): for long contexts."""
+    distributed_optimizer: bool = False
+    """Shard fp32 master weights and Adam moments across data-parallel ranks (ZeRO-1; megatron's
+    DistributedOptimizer, GPU only)."""
+    overlap_grad_reduce: bool = False
+    """Overlap the data-parallel gradient reduction with the backward pass (GPU)."""
+    overlap_param_gather: bool = False
+    """Overlap the distributed optimizer's parameter all-gather with the next forward (GPU; needs
+    distributed_optimizer)."""
+    precision: PrecisionName = "fp32"
+    """fp32; bf16 (bf16 weights and activations, fp32 master weights and grad reduction in megatron's
+    mixed-precision optimizer); fp8 (bf16 as above, plus FP8 GEMMs in Transformer Engine layers)."""
+    fp8_format: Fp8Format = "hybrid"
+    """precision=fp8 only: hybrid (E4M3 forward, E5M2 gradients) or e4m3 everywhere."""
+    fp8_recipe: Fp8Recipe = "delayed"
+    """precision=fp8 only: delayed (scales from an amax history) or current (per-tensor scales from the
+    current tensor: megatron's 'tensorwise', Transformer Engine >= 2.2)."""
+    recompute: RecomputeConfig = field(default_factory=RecomputeConfig)
+
+    def __post_init__(self) -> None:
+        for name in ("tensor_parallel", "pipeline_parallel", "virtual_pipeline", "context_parallel"):
+            require(isinstance(getattr(self, name), int) and getattr(self, name) >= 1, f"parallel.{name}",
+                    "must be an integer >= 1")
+        require(self.precision in ("fp32", "bf16", "fp8"), "parallel.precision", "use fp32, bf16 or fp8")
+        require(self.fp8_format in ("hybrid", "e4m3"), "parallel.fp8_format", "use hybrid or e4m3")
+        require(self.fp8_recipe in FP8_RECIPES, "parallel.fp8_recipe", "use delayed or current")
+        require(self.virtual_pipeline == 1 or self.pipeline_parallel > 1, "parallel.virtual_pipeline",
+                f"virtual pipeline stages ({self.virtual_pipeline}) interleave a pipeline: set pipeline_parallel > 1 "
+                "or virtual_pipeline=1")
+        require(not self.sequence_parallel or self.tensor_parallel > 1, "parallel.sequence_parallel",
+                "splits activations across tensor-parallel ranks: set tensor_parallel > 1 or sequence_parallel=false")
+        require(not self.overlap_param_gather or self.distributed_optimizer, "parallel.overlap_param_gather",
+                "gathers the distributed optimizer's parameter shards: set distributed_optimizer=true or "
+                "overlap_param_gather=false")
+
+    @property
+    def model_parallel_size(self) -> int:
+        """Ranks holding one model replica: TP x CP x PP."""
+        return self.tensor_parallel * self.context_parallel * self.pipeline_parallel
+
+    @property
+    def fp8(self) -> bool:
+        return self.precision == "fp8"
+
+    @property
+    def half_precision(self) -> bool:
+        """bf16 weights/activations (bf16 and fp8)."""
+        return self.precision in ("bf16", "fp8")
+
+    def data_parallel_size(self, world_size: int) -> int:
+        return world_size // self.model_parallel_size
+
+    def check_model(self, model: ModelConfig) -> None:
+        """Rules that need the model shape but not the launch size."""
+        tp, pp, vp, cp = self.tensor_parallel, self.pipeline_parallel, self.virtual_pipeline, self.context_parallel
+        require(
+            model.num_attention_heads % tp == 0,
+            "parallel.tensor_parallel",
+            f"num_attention_heads={model.num_attention_heads} is not divisible by tensor_parallel={tp}; "
+            f"use a divisor of {model.num_attention_heads}",
+        )
+        require(
+            model.ffn_size % tp == 0,
+            "parallel.tensor_parallel",
+            f"ffn_hidden_size={model.ffn_size} is not divisible by tensor_parallel={tp}",
+        )
+        stages = pp * vp
+        require(
+            model.num_layers % stages == 0,
+            "parallel.pipeline_parallel" if vp == 1 else "parallel.virtual_pipeline",
+            f"num_layers={model.num_layers} is not divisible by pipeline_parallel x virtual_pipeline = "
+            f"{pp} x {vp} = {stages}; choose stages that divide {model.num_layers}",
+        )
+        if cp > 1:
+            require(model.layer_impl == "te", "parallel.context_parallel",
+                    f"context parallelism runs in Transformer Engine's attention: set model.layer_impl=te "
+                    f"(got {model.layer_impl!r}) or context_parallel=1")
+            require(
+                model.seq_length % (2 * cp) == 0,
+                "parallel.context_parallel",
+                f"seq_length={model.seq_length} must be divisible by 2 x context_parallel = {2 * cp} "
+                "(each rank takes two load-balanced chunks of the causal sequence)",
+            )
+        if self.sequence_parallel:
+            chunks = tp * (2 * cp if cp > 1 else 1)
+            require(
+                model.seq_length % chunks == 0,
+                "parallel.sequence_parallel",
+                f"seq_length={model.seq_length} must be divisible by tensor_parallel"
+                + (" x 2 x context_parallel" if cp > 1 else "") + f" = {chunks}",
+            )
+        if self.fp8:
+            require(model.layer_impl == "te", "parallel.precision",
+                    f"FP8 GEMMs exist only in Transformer Engine layers: set model.layer_impl=te (got "
+                    f"{model.layer_impl!r}) or precision=bf16")
+            for name, dim in (("hidden_size", model.hidden_size), ("ffn_hidden_size / tensor_parallel", model.ffn_size // tp)):
+                require(dim % 16 == 0, "parallel.precision",
+                        f"FP8 GEMMs need dimensions divisible by 16; model {name} = {dim}")
+        per_chunk = model.num_layers // stages if model.num_layers % stages == 0 else model.num_layers
+        if self.recompute.granularity == "full":
+            require(
+                self.recompute.num_layers <= per_chunk,
+                "parallel.recompute.num_layers",
+                f"{self.recompute.num_layers} exceeds the {per_chunk} layer(s) of each model chunk "
+                f"(num_layers={model.num_layers} / (pipeline_parallel x virtual_pipeline = {stages}))",
+            )
 
     def check_against(self, model: ModelConfig, world_size: int) -> None:
         """Cross-checks that need both the model and the launch size."""
+        self.check_model(model)
+        ranks = self.model_parallel_size
         require(
-            model.num_attention_heads % self.tensor_parallel == 0,
-            "parallel.tensor_parallel",
-            f"num_attention_heads={model.num_attention_heads} is not divisible by tensor_parallel={self.tensor_parallel}",
-        )
-        require(
-            model.num_layers % self.pipeline_parallel == 0,
-            "parallel.pipeline_parallel",
-            f"num_layers={model.num_layers} is not divisible by pipeline_parallel={self.pipeline_parallel}",
-        )
-        model_ranks = self.tensor_parallel * self.pipeline_parallel
-        require(
-            world_size % model_ranks == 0,
+            world_size % ranks == 0,
             "parallel",
-            f"world size {world_size} is not a multiple of tensor_parallel x pipeline_parallel = {model_ranks}",
+            f"world size {world_size} is not a multiple of tensor_parallel x context_parallel x pipeline_parallel = "
+            f"{self.tensor_parallel} x {self.context_parallel} x {self.pipeline_parallel} = {ranks}; "
+            "change the number of GPUs or the layout",
         )
+
+    def check_batch(self, world_size: int, global_batch_size: int, micro_batch_size: int, where: str = "schedule") -> int:
+        """Batch rules for this layout on `world_size` ranks; returns the micro-batches per step."""
+        dp = self.data_parallel_size(world_size)
+        require(
+            global_batch_size % (micro_batch_size * dp) == 0,
+            f"{where}.global_batch_size",
+            f"{global_batch_size} is not a multiple of micro_batch_size x data_parallel = {micro_batch_size} x {dp} "
+            f"(world {world_size} / (TP {self.tensor_parallel} x CP {self.context_parallel} x PP {self.pipeline_parallel})); "
+            "change the batch sizes or the layout",
+        )
+        micro = global_batch_size // (micro_batch_size * dp)
+        if self.virtual_pipeline > 1:
+            require(
+                micro % self.pipeline_parallel == 0,
+                f"{where}.global_batch_size",
+                f"the interleaved pipeline needs micro-batches per step ({micro}) to be a multiple of "
+                f"pipeline_parallel={self.pipeline_parallel}; raise global_batch_size or lower micro_batch_size",
+            )
+        return micro

@@ -4,6 +4,10 @@ Layout of a stage's checkpoint root:
     checkpoints/iter_0000100/     dist checkpoint (model, optimizer, scheduler, train state)
                                   + model.json and tokenizer.json, so the directory is self-contained
     checkpoints/latest.txt        the newest complete iteration
+Model weights are saved under megatron's global parameter keys (layers numbered across pipeline
+stages), so a checkpoint written with one TP/PP/virtual-pipeline layout loads into any other:
+a pipeline rank saves and loads only its own stages' layers. With virtual pipeline stages each
+model chunk sits under `model0`, `model1`, ... (megatron-LM's convention), otherwise under `model`.
 Each checkpoint is written under a temporary name and renamed when complete, so a crash
 mid-save never leaves a directory that looks finished; `latest.txt` is replaced atomically.
 """
@@ -69,9 +73,30 @@ def read_model_meta(ckpt: Path) -> tuple[ModelConfig, Path]:
     return from_dict(ModelConfig, meta["model"], where=str(ckpt / MODEL_META)), ckpt / TOKENIZER
 
 
+def _chunks(model) -> list:
+    return list(model) if isinstance(model, (list, tuple)) else [model]
+
+
+def _model_sharded_state(model) -> dict:
+    chunks = _chunks(model)
+    if len(chunks) == 1:
+        return {"model": chunks[0].sharded_state_dict()}
+    return {f"model{i}": chunk.sharded_state_dict() for i, chunk in enumerate(chunks)}
+
+
+def _load_model_state(model, loaded: dict) -> None:
+    chunks = _chunks(model)
+    if len(chunks) == 1:
+        chunks[0].load_state_dict(loaded["model"])
+        return
+    for i, chunk in enumerate(chunks):
+        chunk.load_state_dict(loaded[f"model{i}"])
+
+
 def _sharded_state(model, optimizer, scheduler, state: TrainState, is_loading: bool) -> dict:
-    model_sd = model.sharded_state_dict()
-    sd = {"model": model_sd, "train_state": {"iteration": state.iteration, "consumed_samples": state.consumed_samples}}
+    sd = _model_sharded_state(model)
+    model_sd = {k: v for k, v in sd.items()}
+    sd["train_state"] = {"iteration": state.iteration, "consumed_samples": state.consumed_samples}
     if optimizer is not None:
         sd["optimizer"] = optimizer.sharded_state_dict(model_sd, is_loading=is_loading)
     if scheduler is not None:
@@ -82,6 +107,7 @@ def _sharded_state(model, optimizer, scheduler, state: TrainState, is_loading: b
 def save_checkpoint(
     root: Path, model, optimizer, scheduler, state: TrainState, model_cfg: ModelConfig, tokenizer_path: Path
 ) -> Path:
+    """Save `model` (one module or this rank's list of chunks), optimizer, scheduler and train state."""
     final = iteration_dir(root, state.iteration)
     tmp = root / f".{final.name}.tmp"
     if is_rank0():
@@ -101,10 +127,11 @@ def save_checkpoint(
 
 
 def load_checkpoint(ckpt: Path, model, optimizer=None, scheduler=None) -> TrainState:
-    """Load into `model` (and optimizer/scheduler when given); resharding to this run's TP happens here."""
+    """Load into `model` (one module or a list of chunks) and optimizer/scheduler when given;
+    resharding to this run's TP/PP layout happens here."""
     template = _sharded_state(model, optimizer, scheduler, TrainState(), is_loading=True)
     loaded = dist_checkpointing.load(template, str(ckpt))
-    model.load_state_dict(loaded["model"])
+    _load_model_state(model, loaded)
     if optimizer is not None:
         optimizer.load_state_dict(loaded["optimizer"])
     if scheduler is not None:
@@ -114,6 +141,7 @@ def load_checkpoint(ckpt: Path, model, optimizer=None, scheduler=None) -> TrainS
 
 
 def load_weights(ckpt: Path, model) -> None:
-    """Weights only: the start of a new stage (fresh optimizer, refreshed LR)."""
-    loaded = dist_checkpointing.load({"model": model.sharded_state_dict()}, str(ckpt))
-    model.load_state_dict(loaded["model"])
+    """Weights only (one module or a list of chunks): the start of a new stage (fresh optimizer,
+    refreshed LR), at any parallel layout."""
+    loaded = dist_checkpointing.load(_model_sharded_state(model), str(ckpt))
+    _load_model_state(model, loaded)

@@ -1,4 +1,4 @@
-"""Typed configs for one training stage (pretrain, midtrain/CPT, SFT, DPO)."""
+"""Typed configs for one training stage (pretrain, midtrain, CPT, SFT, DPO)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -8,7 +8,9 @@ from typing import Literal, Optional
 from megatron_alignpt.config_base import require
 from megatron_alignpt.model.config import ModelConfig, ParallelConfig
 
-StageKind = Literal["pretrain", "sft", "dpo"]
+StageKind = Literal["pretrain", "midtrain", "cpt", "sft", "dpo"]
+LM_KINDS = ("pretrain", "midtrain", "cpt")
+"""Next-token prediction over a blend manifest; midtrain and cpt continue a checkpoint (init_from)."""
 
 
 @dataclass
@@ -92,6 +94,28 @@ class DPOConfig:
 
 
 @dataclass
+class TelemetryConfig:
+    """Where a stage's per-step metrics go besides metrics.jsonl (TensorBoard is always written)."""
+
+    tensorboard_dir: Optional[Path] = None
+    """None: <output_dir>/tensorboard."""
+    wandb_project: Optional[str] = None
+    """Set to log to Weights & Biases too (needs `pip install wandb` and WANDB_API_KEY or offline mode)."""
+    wandb_entity: Optional[str] = None
+    wandb_run_name: Optional[str] = None
+    """None: the stage name. A resumed stage continues the same W&B run."""
+    wandb_mode: Literal["online", "offline"] = "online"
+    peak_tflops: float = 0.0
+    """Peak TFLOP/s per GPU for MFU; 0: the H100 SXM dense peak of the precision (bf16 989, fp8 1979, fp32 67)."""
+
+    def __post_init__(self) -> None:
+        require(self.peak_tflops >= 0, "telemetry.peak_tflops", "must be >= 0 (0: the H100 default)")
+        require(self.wandb_mode in ("online", "offline"), "telemetry.wandb_mode", "use online or offline")
+        require(self.wandb_project is None or bool(self.wandb_project), "telemetry.wandb_project",
+                "must be a non-empty name or null")
+
+
+@dataclass
 class StageConfig:
     """Everything one stage needs; saved resolved as config.json in the stage directory."""
 
@@ -107,15 +131,31 @@ class StageConfig:
     output_dir: Path
     parallel: ParallelConfig = field(default_factory=ParallelConfig)
     init_from: Optional[Path] = None
-    """Checkpoint directory whose weights start this stage (optimizer and LR start fresh)."""
+    """Checkpoint (or stage) directory whose weights start this stage; optimizer, LR schedule and data
+    position start fresh, and the stage may change blend, LR, sequence length and parallel layout."""
     sft: SFTConfig = field(default_factory=SFTConfig)
     dpo: DPOConfig = field(default_factory=DPOConfig)
+    telemetry: TelemetryConfig = field(default_factory=TelemetryConfig)
 
     def __post_init__(self) -> None:
         require(bool(self.name), "name", "must be a non-empty string")
-        require(self.kind in ("pretrain", "sft", "dpo"), "kind", "use pretrain, sft or dpo")
+        require(self.kind in LM_KINDS + ("sft", "dpo"), "kind", "use pretrain, midtrain, cpt, sft or dpo")
         require(
-            self.kind != "dpo" or self.init_from is not None,
+            self.kind not in ("midtrain", "cpt", "dpo") or self.init_from is not None,
             "init_from",
-            "DPO starts from a trained (usually SFT) checkpoint; set init_from",
+            f"a {self.kind} stage continues a trained checkpoint; set init_from "
+            "(DPO: usually the SFT stage; midtrain/cpt: the previous stage)",
         )
+        self.parallel.check_model(self.model)
+        if self.kind == "dpo":
+            require(
+                self.parallel.pipeline_parallel == 1 and self.parallel.context_parallel == 1,
+                "parallel",
+                "DPO runs chosen and rejected sequences and a frozen reference model in one forward step; "
+                "use pipeline_parallel=1 and context_parallel=1 (tensor/data parallel and sequence parallel work)",
+            )
+
+    @property
+    def is_lm(self) -> bool:
+        """Next-token prediction over a blend manifest (pretrain, midtrain, cpt)."""
+        return self.kind in LM_KINDS

@@ -28,6 +28,17 @@ def to_device(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {k: v.to(device(), non_blocking=True) for k, v in batch.items()}
 
 
+def context_parallel_slice(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """This context-parallel rank's share of each sequence (megatron's load-balanced 2 x CP chunks);
+    unchanged without context parallelism."""
+    from megatron.core import parallel_state
+    from megatron.core.utils import get_batch_on_this_cp_rank
+
+    if not parallel_state.model_parallel_is_initialized() or parallel_state.get_context_parallel_world_size() == 1:
+        return batch
+    return get_batch_on_this_cp_rank(dict(batch))
+
+
 class LMTask:
     """Builds the blended GPTDataset for a stage and the forward step over it."""
 
@@ -47,7 +58,9 @@ class LMTask:
 
     @staticmethod
     def forward_step(data_iterator, model):
-        batch = to_device(next(data_iterator))
+        """On every pipeline stage: the first stage embeds `tokens`, the last computes the loss
+        against `labels`; stages in between ignore both and run on the received activations."""
+        batch = context_parallel_slice(to_device(next(data_iterator)))
         per_token_loss = model(batch["tokens"], batch["position_ids"], None, labels=batch["labels"])
         return per_token_loss, partial(masked_mean_loss, batch["loss_mask"])
 

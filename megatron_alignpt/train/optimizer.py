@@ -3,7 +3,8 @@
 On GPU this is megatron-core's own optimizer (fp32 master weights for bf16, TP-aware grad
 clipping, sharded optimizer state). Its constructor hard-codes CUDA tensors, so on CPU we use
 `CPUAdamW`: torch AdamW over the DDP-reduced `main_grad`s with the same step/clip/state-dict
-interface. Both drive megatron's OptimizerParamScheduler.
+interface. Both drive megatron's OptimizerParamScheduler. Both take the list of this rank's
+(DDP-wrapped) model chunks: one per virtual pipeline stage.
 """
 from __future__ import annotations
 
@@ -26,12 +27,17 @@ def _no_decay(name: str, param: torch.nn.Parameter) -> bool:
     return param.ndim == 1 or name.endswith(".bias")
 
 
-def param_groups(model: torch.nn.Module) -> list[dict]:
+def _chunks(model) -> list[torch.nn.Module]:
+    return list(model) if isinstance(model, (list, tuple)) else [model]
+
+
+def param_groups(model) -> list[dict]:
     """Biases and norm weights get no weight decay (wd_mult=0), as in megatron and GPT-NeoX."""
     decay, no_decay = [], []
-    for name, param in model.named_parameters():
-        if param.requires_grad:
-            (no_decay if _no_decay(name, param) else decay).append(param)
+    for chunk in _chunks(model):
+        for name, param in chunk.named_parameters():
+            if param.requires_grad:
+                (no_decay if _no_decay(name, param) else decay).append(param)
     return [
         {"params": decay, "wd_mult": 1.0, "lr_mult": 1.0},
         {"params": no_decay, "wd_mult": 0.0, "lr_mult": 1.0},
@@ -41,8 +47,8 @@ def param_groups(model: torch.nn.Module) -> list[dict]:
 class CPUAdamW:
     """AdamW over megatron DDP `main_grad`s, with global-norm clipping across model-parallel ranks."""
 
-    def __init__(self, model: torch.nn.Module, cfg: OptimizerConfig):
-        self.model = model
+    def __init__(self, model, cfg: OptimizerConfig):
+        self.model = _chunks(model)
         self.clip_grad = cfg.clip_grad
         self.optimizer = torch.optim.AdamW(
             param_groups(model),
@@ -113,13 +119,18 @@ class CPUAdamW:
         self.optimizer.load_state_dict(state)
 
 
-def build_optimizer(model_ddp, cfg: OptimizerConfig, parallel: ParallelConfig):
+def build_optimizer(model_chunks, cfg: OptimizerConfig, parallel: ParallelConfig):
+    """The optimizer over this rank's DDP-wrapped model chunks (a list, or one module)."""
+    chunks = _chunks(model_chunks)
     if not torch.cuda.is_available():
-        return CPUAdamW(model_ddp, cfg)
+        if parallel.half_precision:
+            raise RuntimeError(f"parallel.precision={parallel.precision} trains with megatron's mixed-precision "
+                               "optimizer (fp32 master weights), which needs CUDA; use precision=fp32 on CPU")
+        return CPUAdamW(chunks, cfg)
     from megatron.core.optimizer import OptimizerConfig as McoreOptimizerConfig
     from megatron.core.optimizer import get_megatron_optimizer
 
-    bf16 = parallel.precision == "bf16"
+    bf16 = parallel.half_precision
     mcfg = McoreOptimizerConfig(
         optimizer="adam",
         lr=cfg.lr,
@@ -131,9 +142,10 @@ def build_optimizer(model_ddp, cfg: OptimizerConfig, parallel: ParallelConfig):
         clip_grad=cfg.clip_grad,
         bf16=bf16,
         params_dtype=torch.bfloat16 if bf16 else torch.float32,
-        use_distributed_optimizer=False,
+        use_distributed_optimizer=parallel.distributed_optimizer,
+        overlap_param_gather=parallel.overlap_param_gather,
     )
-    return get_megatron_optimizer(mcfg, [model_ddp])
+    return get_megatron_optimizer(mcfg, chunks)
 
 
 def build_scheduler(optimizer, cfg: OptimizerConfig, train_iters: int) -> OptimizerParamScheduler:

@@ -1,35 +1,38 @@
 """Run one training stage: build, (re)load, step, log, checkpoint.
 
-The same loop serves pretraining, midtraining/CPT (a new blend and a refreshed LR from
-`init_from`), SFT and DPO; the task object supplies the dataset and the forward step.
+The same loop serves pretraining, midtraining/CPT (a new blend, a refreshed LR and possibly a
+longer sequence, from `init_from`), SFT and DPO; the task object supplies the dataset and the
+forward step. The parallel layout (`cfg.parallel`) is validated against the model, the world size
+and the batch sizes before anything is built. Each rank builds only its pipeline stage(s): one
+model chunk, or one per virtual stage, each wrapped in megatron DDP; every step runs through
+megatron's `get_forward_backward_func()` schedule.
 Resuming after a crash restores model, optimizer, LR schedule and the number of samples
 consumed, so the continued run sees the same batches and learning rates it would have seen.
 """
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
 import torch
-from megatron.core import parallel_state
-from megatron.core.distributed import DistributedDataParallel, DistributedDataParallelConfig
-from megatron.core.distributed import finalize_model_grads
+from megatron.core.distributed import DistributedDataParallel, finalize_model_grads
 
 from data_prep.atomic import atomic_write_text
 from megatron_alignpt.config_base import to_dict
 from megatron_alignpt.data.loader import GlobalBatchLoader
 from megatron_alignpt.data.tokenizer import TextTokenizer
 from megatron_alignpt.launch.preemption import PreemptionWatch
-from megatron_alignpt.model.builder import build_gpt_model
+from megatron_alignpt.model.builder import build_gpt_model, build_model_chunks, ddp_config, padded_vocab_size
+from megatron_alignpt.model.config import ParallelConfig
 from megatron_alignpt.provenance import write_provenance
-from megatron_alignpt.runtime import init_parallel, is_rank0
+from megatron_alignpt.runtime import init_layout, is_rank0
 from megatron_alignpt.train import checkpoint as ckpt
 from megatron_alignpt.train.config import StageConfig
 from megatron_alignpt.train.forward_backward import forward_backward, mean_logs
 from megatron_alignpt.train.optimizer import build_optimizer, build_scheduler
+from megatron_alignpt.train.telemetry import StepTimer, Telemetry
 
 METRICS = "metrics.jsonl"
 
@@ -42,7 +45,7 @@ class StageResult:
 
 
 def build_task(cfg: StageConfig, tokenizer: TextTokenizer, model_builder):
-    if cfg.kind == "pretrain":
+    if cfg.is_lm:
         from megatron_alignpt.train.lm_task import LMTask
 
         return LMTask(cfg.data, tokenizer, cfg.model.seq_length, cfg.schedule.seed, cfg.output_dir / "data_cache")
@@ -55,11 +58,24 @@ def build_task(cfg: StageConfig, tokenizer: TextTokenizer, model_builder):
     return DPOTask(cfg.data, tokenizer, cfg.model.seq_length, cfg.schedule.seed, cfg.dpo, model_builder, cfg.init_from)
 
 
-def wrap_ddp(model) -> DistributedDataParallel:
-    ddp_cfg = DistributedDataParallelConfig(grad_reduce_in_fp32=True, overlap_grad_reduce=False, use_distributed_optimizer=False)
-    ddp = DistributedDataParallel(model.config, ddp_cfg, model)
-    model.config.finalize_model_grads_func = finalize_model_grads
-    return ddp
+def wrap_ddp(model, parallel: Optional[ParallelConfig] = None):
+    """Wrap a model (or a list of chunks, returning a list) in megatron DDP and point the schedule at
+    megatron's grad finalisation. As megatron-LM does, only the first chunk buckets its gradients, and
+    with overlapped reduction the schedule drives each chunk's no_sync / start_grad_sync."""
+    parallel = parallel or ParallelConfig()
+    chunks = list(model) if isinstance(model, (list, tuple)) else [model]
+    ddp_cfg = ddp_config(parallel)
+    wrapped = [
+        DistributedDataParallel(chunk.config, ddp_cfg, chunk, disable_bucketing=i > 0) for i, chunk in enumerate(chunks)
+    ]
+    config = chunks[0].config
+    config.finalize_model_grads_func = finalize_model_grads
+    if parallel.overlap_grad_reduce:
+        config.no_sync_func = [w.no_sync for w in wrapped] if len(wrapped) > 1 else wrapped[0].no_sync
+        config.grad_sync_func = [w.start_grad_sync for w in wrapped] if len(wrapped) > 1 else wrapped[0].start_grad_sync
+    if parallel.overlap_param_gather:
+        config.param_sync_func = [w.start_param_sync for w in wrapped] if len(wrapped) > 1 else wrapped[0].start_param_sync
+    return wrapped if isinstance(model, (list, tuple)) else wrapped[0]
 
 
 def _truncate_metrics(path: Path, iteration: int) -> None:
@@ -68,33 +84,6 @@ def _truncate_metrics(path: Path, iteration: int) -> None:
         return
     keep = [line for line in path.read_text().splitlines() if line and json.loads(line)["iteration"] <= iteration]
     atomic_write_text(path, "".join(line + "\n" for line in keep))
-
-
-class _Logger:
-    def __init__(self, cfg: StageConfig, tokens_per_step: int):
-        self.cfg = cfg
-        self.path = cfg.output_dir / METRICS
-        self.tokens_per_step = tokens_per_step
-        self.last_time = time.perf_counter()
-        self.last = {}
-
-    def log(self, iteration: int, metrics: dict) -> None:
-        now = time.perf_counter()
-        elapsed, self.last_time = now - self.last_time, now
-        metrics = {"iteration": iteration, **metrics, "tokens_per_s": self.tokens_per_step / max(elapsed, 1e-9)}
-        self.last = metrics
-        if not is_rank0():
-            return
-        with self.path.open("a") as f:
-            f.write(json.dumps(metrics) + "\n")
-        total = self.cfg.schedule.train_iters
-        if iteration % self.cfg.schedule.log_interval == 0 or iteration == total:
-            loss_key = "loss" if "loss" in metrics else next(iter(k for k in metrics if k != "iteration"))
-            print(
-                f"[{self.cfg.name}] iter {iteration}/{total} {loss_key} {metrics[loss_key]:.4f} "
-                f"lr {metrics['lr']:.2e} grad_norm {metrics['grad_norm']:.3f} tok/s {metrics['tokens_per_s']:.0f}",
-                flush=True,
-            )
 
 
 def run_stage(cfg: StageConfig, stop_after: Optional[int] = None) -> StageResult:
@@ -107,9 +96,16 @@ def run_stage(cfg: StageConfig, stop_after: Optional[int] = None) -> StageResult
         return _run_stage(cfg, stop_after, preemption)
 
 
+def validate_launch(cfg: StageConfig, world_size: int) -> int:
+    """Every layout rule for this stage on `world_size` ranks; returns the micro-batches per step."""
+    cfg.parallel.check_against(cfg.model, world_size)
+    return cfg.parallel.check_batch(world_size, cfg.schedule.global_batch_size, cfg.schedule.micro_batch_size)
+
+
 def _run_stage(cfg: StageConfig, stop_after: Optional[int], preemption: PreemptionWatch) -> StageResult:
-    init_parallel(cfg.parallel.tensor_parallel, cfg.parallel.pipeline_parallel, cfg.schedule.seed)
-    cfg.parallel.check_against(cfg.model, torch.distributed.get_world_size())
+    init_layout(cfg.parallel, cfg.schedule.seed)
+    world_size = torch.distributed.get_world_size()
+    validate_launch(cfg, world_size)
     cfg.output_dir.mkdir(parents=True, exist_ok=True)
     tokenizer = TextTokenizer(cfg.tokenizer)
     if is_rank0():
@@ -118,9 +114,9 @@ def _run_stage(cfg: StageConfig, stop_after: Optional[int], preemption: Preempti
     def model_builder():
         return build_gpt_model(cfg.model, cfg.parallel, tokenizer.vocab_size)
 
-    model = model_builder()
+    chunks = build_model_chunks(cfg.model, cfg.parallel, tokenizer.vocab_size)
     task = build_task(cfg, tokenizer, model_builder)
-    ddp = wrap_ddp(model)
+    ddp = wrap_ddp(chunks, cfg.parallel)
     optimizer = build_optimizer(ddp, cfg.optimizer, cfg.parallel)
     scheduler = build_scheduler(optimizer, cfg.optimizer, cfg.schedule.train_iters)
 
@@ -128,46 +124,56 @@ def _run_stage(cfg: StageConfig, stop_after: Optional[int], preemption: Preempti
     state = ckpt.TrainState()
     resume_from = ckpt.latest_checkpoint(root)
     if resume_from is not None:
-        state = ckpt.load_checkpoint(resume_from, model, optimizer, scheduler)
+        state = ckpt.load_checkpoint(resume_from, chunks, optimizer, scheduler)
         if is_rank0():
             print(f"[{cfg.name}] resumed from {resume_from} at iteration {state.iteration}", flush=True)
     elif cfg.init_from is not None:
-        ckpt.load_weights(ckpt.resolve_checkpoint(cfg.init_from), model)
+        ckpt.load_weights(ckpt.resolve_checkpoint(cfg.init_from), chunks)
     if is_rank0():
         _truncate_metrics(cfg.output_dir / METRICS, state.iteration)
 
     sched = cfg.schedule
     dataset = task.build_dataset(sched.train_iters * sched.global_batch_size)
     loader = GlobalBatchLoader(dataset, sched.global_batch_size, sched.micro_batch_size, state.consumed_samples, task.collate)
-    logger = _Logger(cfg, sched.global_batch_size * task.tokens_per_sample())
+    telemetry = Telemetry(
+        name=cfg.name, output_dir=cfg.output_dir, metrics_file=cfg.output_dir / METRICS, telemetry_cfg=cfg.telemetry,
+        model=cfg.model, vocab_size=padded_vocab_size(tokenizer.vocab_size, cfg.parallel.tensor_parallel),
+        precision=cfg.parallel.precision, sequences_per_step=sched.global_batch_size * task.tokens_per_sample() // cfg.model.seq_length,
+        tokens_per_step=sched.global_batch_size * task.tokens_per_sample(), world_size=world_size,
+        total_iters=sched.train_iters, log_interval=sched.log_interval, resume_iteration=state.iteration,
+        run_config=to_dict(cfg), write=is_rank0(),
+    )
     steps_this_call = 0
-    while state.iteration < sched.train_iters:
-        metrics = train_step(ddp, optimizer, scheduler, task, loader, cfg)
-        state.iteration += 1
-        state.consumed_samples = loader.consumed_samples
-        steps_this_call += 1
-        logger.log(state.iteration, metrics)
-        done = state.iteration == sched.train_iters
-        stopping = not done and preemption.requested()  # all ranks agree (one all-reduce)
-        if done or stopping or (sched.save_interval and state.iteration % sched.save_interval == 0):
-            ckpt.save_checkpoint(root, model, optimizer, scheduler, state, cfg.model, cfg.tokenizer)
-        if stopping:
-            preemption.stop(cfg.name, state.iteration, ckpt.latest_checkpoint(root))
-        if stop_after is not None and steps_this_call >= stop_after:
-            break
+    try:
+        while state.iteration < sched.train_iters:
+            with StepTimer() as timer:
+                metrics = train_step(ddp, optimizer, scheduler, task, loader, cfg)
+            state.iteration += 1
+            state.consumed_samples = loader.consumed_samples
+            steps_this_call += 1
+            telemetry.log(state.iteration, metrics, timer.seconds)
+            done = state.iteration == sched.train_iters
+            stopping = not done and preemption.requested()  # all ranks agree (one all-reduce)
+            if done or stopping or (sched.save_interval and state.iteration % sched.save_interval == 0):
+                ckpt.save_checkpoint(root, chunks, optimizer, scheduler, state, cfg.model, cfg.tokenizer)
+            if stopping:
+                preemption.stop(cfg.name, state.iteration, ckpt.latest_checkpoint(root))
+            if stop_after is not None and steps_this_call >= stop_after:
+                break
+    finally:
+        telemetry.close()
     final = ckpt.latest_checkpoint(root)
-    return StageResult(checkpoint=final, iteration=state.iteration, last_metrics=logger.last)
+    return StageResult(checkpoint=final, iteration=state.iteration, last_metrics=telemetry.last)
 
 
 def train_step(ddp, optimizer, scheduler, task, loader: GlobalBatchLoader, cfg: StageConfig) -> dict:
-    ddp.zero_grad_buffer()
+    """One optimizer step over a global batch; `ddp` is one DDP module or this rank's list of chunks."""
+    chunks = list(ddp) if isinstance(ddp, (list, tuple)) else [ddp]
+    for chunk in chunks:
+        chunk.zero_grad_buffer()
     optimizer.zero_grad()
     micro = loader.next_global_batch()
-    logs = forward_backward(
-        task.forward_step, iter(micro), ddp, loader.num_microbatches, cfg.model.seq_length, cfg.schedule.micro_batch_size
-    )
-    if not torch.cuda.is_available():
-        finalize_model_grads([ddp])  # the GPU schedule calls this itself
+    logs = forward_backward(task.forward_step, micro, chunks, cfg.model.seq_length, cfg.schedule.micro_batch_size)
     lr = optimizer.param_groups[0]["lr"]  # the rate this step uses; the scheduler then moves it
     ok, grad_norm, _ = optimizer.step()
     if not ok:
