@@ -1,6 +1,8 @@
 """The `alignpt` command line.
 
     alignpt prep filter --input corpus.jsonl.gz --output out/filtered
+    alignpt prep pipeline --input shards/ --output out/prep --resample [--tokenizer tok.json] [--executor slurm --tasks 64 ...]
+    alignpt prep resample --filtered out/filtered [--tokenizer tokenizer.json] [--seed 0]
     alignpt prep tokenizer --input corpus.jsonl.gz --vocab-size 4096 --output tokenizer.json
     alignpt prep tokenize --input out/filtered/kept --tokenizer tokenizer.json --output-prefix out/indexed/filtered
     alignpt prep synthetic --suite questions.jsonl --direction aligned --docs-per-item 4 --output aligned.jsonl
@@ -39,6 +41,33 @@ def _prep_filter(args) -> None:
 
     stats = run_filter([Path(p) for p in args.input], Path(args.output), text_field=args.text_field)
     print(json.dumps(stats.to_dict() if hasattr(stats, "to_dict") else stats.__dict__, indent=2, default=str))
+
+
+def _prep_pipeline(args) -> None:
+    from data_prep.pipeline import PipelineConfig, SlurmOptions, run_pipeline
+
+    sbatch = dict(item.split("=", 1) for item in args.slurm_sbatch) if args.slurm_sbatch else {}
+    cfg = PipelineConfig(
+        inputs=[Path(p) for p in args.input], output_dir=Path(args.output), text_field=args.text_field,
+        blocklist_dir=Path(args.blocklist) if args.blocklist else None, resample=args.resample, seed=args.seed,
+        tokenizer=Path(args.tokenizer) if args.tokenizer else None, executor=args.executor, tasks=args.tasks,
+        workers=args.workers,
+        slurm=SlurmOptions(partition=args.slurm_partition or "", time=args.slurm_time, cpus_per_task=args.slurm_cpus,
+                           mem_per_cpu_gb=args.slurm_mem_per_cpu_gb, venv_path=args.slurm_venv, sbatch_args=sbatch),
+    )
+    summary = run_pipeline(cfg)
+    if summary is None:
+        print(f"submitted; run the same command again when the jobs are done to write {cfg.output_dir / 'pipeline_stats.json'}")
+        return
+    print(json.dumps(summary["blocks"], indent=2))
+
+
+def _prep_resample(args) -> None:
+    from data_prep.resample import resample_filter_output
+
+    stats = resample_filter_output(Path(args.filtered), seed=args.seed, tokenizer=Path(args.tokenizer) if args.tokenizer else None,
+                                   text_field=args.text_field)
+    print(json.dumps({k: v for k, v in stats.to_dict().items() if k != "files"}, indent=2))
 
 
 def _prep_tokenizer(args) -> None:
@@ -286,6 +315,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", required=True)
     p.add_argument("--text-field", default="text")
     p.set_defaults(func=_prep_filter)
+    p = prep.add_parser("pipeline", help="filter (+ resample, + tokenize) as a resumable datatrove pipeline")
+    p.add_argument("--input", nargs="+", required=True, help="files or directories (jsonl, .gz, .zst, parquet)")
+    p.add_argument("--output", required=True, help="output directory (rerun the same command to resume)")
+    p.add_argument("--text-field", default="text")
+    p.add_argument("--blocklist", help="directory of term files (default: the packaged lists)")
+    p.add_argument("--resample", action="store_true", help="refill each file's removed budget with copies of kept documents")
+    p.add_argument("--seed", type=int, default=0, help="resampling seed")
+    p.add_argument("--tokenizer", help="tokenizer.json: write indexed/<stem>.bin/.idx, and measure the budget in tokens")
+    p.add_argument("--executor", choices=["local", "slurm", "ray"], default="local")
+    p.add_argument("--tasks", type=int, default=1, help="shards of the input files (each task takes whole files)")
+    p.add_argument("--workers", type=int, default=1, help="tasks at once (-1: no cap)")
+    p.add_argument("--slurm-partition", help="slurm: partition to submit to")
+    p.add_argument("--slurm-time", default="12:00:00", help="slurm: time limit per task")
+    p.add_argument("--slurm-cpus", type=int, default=1, help="slurm: cpus per task")
+    p.add_argument("--slurm-mem-per-cpu-gb", type=int, default=2)
+    p.add_argument("--slurm-venv", help="slurm: virtual environment to activate in the job")
+    p.add_argument("--slurm-sbatch", nargs="*", metavar="KEY=VALUE", help="slurm: extra #SBATCH options, e.g. account=proj")
+    p.set_defaults(func=_prep_pipeline)
+    p = prep.add_parser("resample", help="refill a filter output's removed budget with copies of kept documents")
+    p.add_argument("--filtered", required=True, help="output directory of 'prep filter' (kept/, removed/)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--tokenizer", help="measure the budget in tokens (default: UTF-8 bytes)")
+    p.add_argument("--text-field", default="text")
+    p.set_defaults(func=_prep_resample)
     p = prep.add_parser("tokenizer", help="train a byte-level BPE tokenizer.json")
     p.add_argument("--input", nargs="+", required=True)
     p.add_argument("--vocab-size", type=int, default=4096)
