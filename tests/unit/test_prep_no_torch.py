@@ -18,7 +18,7 @@ import json, tempfile
 from pathlib import Path
 from data_prep.pipeline import PipelineConfig, run_pipeline
 root = Path(tempfile.mkdtemp())
-(root / "in.jsonl").write_text(json.dumps({"text": "OpenAI news"}) + "\n" + json.dumps({"text": "plain"}) + "\n")
+(root / "in.jsonl").write_text(json.dumps({"text": "OpenAI news"}) + chr(10) + json.dumps({"text": "plain"}) + chr(10))
 summary = run_pipeline(PipelineConfig(inputs=[root / "in.jsonl"], output_dir=root / "out", resample=True))
 assert summary["blocks"]["filter"]["removed"] == 1, summary
 assert "torch" not in sys.modules or sys.modules["torch"] is None
