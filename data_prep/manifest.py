@@ -76,6 +76,8 @@ class BlendManifest:
     tokenizer: str
     notes: str = ""
     format_version: int = field(default=FORMAT_VERSION)
+    stage_tokens: int | None = None
+    """Tokens the stage will consume, when known (the dose check used it)."""
 
     def blend(self) -> tuple[list[str], list[float]]:
         """``([prefixes], [weights])`` for ``GPTDatasetConfig(blend=...)``."""
@@ -230,20 +232,31 @@ def _manifest_from_dict(path: Path, data: Any) -> BlendManifest:
     entries = [_entry_from_dict(path, item, i) for i, item in enumerate(entries_raw)]
     tokenizer = _resolve(_require(path, data, "tokenizer", str), path.resolve().parent, must_exist=True)
     notes = data.get("notes", "")
+    stage_tokens = data.get("stage_tokens")
+    if stage_tokens is not None and (isinstance(stage_tokens, bool) or not isinstance(stage_tokens, int)):
+        raise DataFormatError(path, None, "stage_tokens", f"expected an integer or null, got {type(stage_tokens).__name__}")
     return BlendManifest(condition=_require(path, data, "condition", str), stage=_require(path, data, "stage", str),
-                         entries=entries, tokenizer=tokenizer, notes=notes if isinstance(notes, str) else str(notes))
+                         entries=entries, tokenizer=tokenizer, notes=notes if isinstance(notes, str) else str(notes),
+                         stage_tokens=stage_tokens)
 
 
 def build_condition_manifest(condition: str, stage: str, base_entries: Sequence[DatasetEntry],
                              synthetic_entry: DatasetEntry | None, dose: float,
-                             tokenizer: str = "", notes: str = "") -> BlendManifest:
+                             tokenizer: str = "", notes: str = "", stage_tokens: int | None = None,
+                             max_repetitions: float | None = None) -> BlendManifest:
     """The manifest of one stage of one condition, with ``dose`` = synthetic share of the stage's tokens.
 
     Base datasets share ``1 - dose`` in proportion to their token counts (their given weights are
     ignored). Upsampled conditions may use ``dose=0`` for stages without insertion (e.g. pretraining of
-    a "Mid" model); the synthetic entry is then left out.
+    a "Mid" model); the synthetic entry is then left out. ``stage`` is ``pretrain``, ``midtrain``,
+    ``cpt`` (continued pretraining after midtraining) or another name for a custom stage.
+
+    With ``stage_tokens`` (tokens the stage will consume) and ``max_repetitions`` (how many epochs
+    over the synthetic documents are acceptable), a dose that would repeat them more often is refused:
+    ``dose * stage_tokens`` must not exceed ``synthetic_entry.tokens * max_repetitions``.
     """
     _check_dose(condition, synthetic_entry, dose)
+    _check_repetitions(condition, stage, synthetic_entry, dose, stage_tokens, max_repetitions)
     if not base_entries:
         raise ValueError("base_entries is empty: every condition needs base corpus data")
     total = sum(e.tokens for e in base_entries)
@@ -252,9 +265,29 @@ def build_condition_manifest(condition: str, stage: str, base_entries: Sequence[
     entries = [replace(e, weight=(1.0 - dose) * e.tokens / total, synthetic=False) for e in base_entries]
     if dose > 0:
         entries.append(replace(synthetic_entry, weight=dose, synthetic=True))
-    manifest = BlendManifest(condition=condition, stage=stage, entries=entries, tokenizer=tokenizer, notes=notes)
+    manifest = BlendManifest(condition=condition, stage=stage, entries=entries, tokenizer=tokenizer, notes=notes,
+                             stage_tokens=stage_tokens)
     manifest.validate(check_files=False)
     return manifest
+
+
+def _check_repetitions(condition: str, stage: str, synthetic_entry: DatasetEntry | None, dose: float,
+                       stage_tokens: int | None, max_repetitions: float | None) -> None:
+    if stage_tokens is not None and (isinstance(stage_tokens, bool) or not isinstance(stage_tokens, int) or stage_tokens <= 0):
+        raise ValueError(f"stage_tokens must be a positive number of tokens, got {stage_tokens!r}")
+    if max_repetitions is not None and not (isinstance(max_repetitions, (int, float)) and max_repetitions >= 1):
+        raise ValueError(f"max_repetitions must be >= 1 (1 = each synthetic token at most once), got {max_repetitions!r}")
+    if dose <= 0 or stage_tokens is None or max_repetitions is None:
+        return
+    needed = dose * stage_tokens
+    available = synthetic_entry.tokens * max_repetitions
+    if needed > available:
+        raise ValueError(
+            f"condition {condition!r}, stage {stage!r}: dose {dose:g} of {stage_tokens:,} stage tokens needs "
+            f"{needed:,.0f} synthetic tokens, but {synthetic_entry.name!r} has {synthetic_entry.tokens:,} tokens x "
+            f"{max_repetitions:g} repetitions = {available:,.0f} available ({needed / synthetic_entry.tokens:.1f} "
+            "repetitions needed); lower the dose, raise data.max_synthetic_repetitions, or generate more documents "
+            "(data.synthetic_docs_per_item)")
 
 
 def _check_dose(condition: str, synthetic_entry: DatasetEntry | None, dose: float) -> None:

@@ -2,11 +2,16 @@
 
 Imports no torch, so it can run on CPU data nodes. Directory layout under `<study>/data/`:
     filtered/<corpus>/{kept,removed}/  stats.json     blocklist filter output
+    filtered/<corpus>/resampled/  resample.json         kept documents + copies refilling the removed token budget
     tokenizer.json
     synthetic/{aligned,misaligned}.jsonl               discourse documents (articles split only)
     synthetic/contamination.json                        eval-overlap check of those documents
     indexed/<name>.{bin,idx}                            Megatron indexed datasets
-    manifests/<condition>.<stage>.json                  blend per condition and stage
+    manifests/<condition>.<stage>.json                  blend per condition and stage (pretrain, midtrain, cpt)
+
+Corpora are named by the stage that first uses them: ``pretrain`` (DataPlan.corpus), ``midtrain``
+(DataPlan.midtrain_corpus, when set) and ``cpt`` (DataPlan.cpt_corpus, when set). A stage without its
+own corpus uses the previous stage's: CPT -> midtraining -> pretraining corpus.
 """
 from __future__ import annotations
 
@@ -18,6 +23,7 @@ from data_prep.eval_suite import load_suite
 from data_prep.filtering import run_filter
 from data_prep.manifest import BlendManifest, DatasetEntry, build_condition_manifest
 from data_prep.readers import iter_documents
+from data_prep.resample import resample_filter_output
 from data_prep.synthetic import TemplateGenerator, generate_corpus, write_documents_jsonl
 from data_prep.tokenize import tokenize_to_indexed, train_bpe_tokenizer
 
@@ -51,11 +57,24 @@ class StudyData:
         return self.root / "manifests" / f"{condition}.{stage}.json"
 
     def corpora(self) -> dict[str, Path]:
-        """Named raw corpora: the pretraining corpus and, if separate, the midtraining one."""
+        """Named raw corpora: the pretraining corpus and, if separate, the midtraining and CPT ones."""
         named = {"pretrain": self.plan.corpus}
         if self.plan.midtrain_corpus is not None:
             named["midtrain"] = self.plan.midtrain_corpus
+        if self.plan.cpt_corpus is not None:
+            named["cpt"] = self.plan.cpt_corpus
         return named
+
+    def stage_corpus(self, stage: str) -> str:
+        """Which named corpus a stage's natural data comes from (see module docstring)."""
+        fallbacks = {"pretrain": ("pretrain",), "midtrain": ("midtrain", "pretrain"), "cpt": ("cpt", "midtrain", "pretrain")}
+        if stage not in fallbacks:
+            raise ValueError(f"unknown stage {stage!r}: use one of {', '.join(fallbacks)}")
+        named = self.corpora()
+        return next(name for name in fallbacks[stage] if name in named)
+
+    def resample_report(self, corpus_name: str) -> Path:
+        return self.filtered_dir(corpus_name) / "resample.json"
 
     # ---- steps
     def filter_corpora(self) -> None:
@@ -98,26 +117,53 @@ class StudyData:
             os.replace(pending[direction], self.synthetic_file(direction))
         pending[DIRECTIONS[0]].parent.rmdir()
 
+    def resample_filtered(self, corpus_name: str) -> Path:
+        """Refill the removed documents' token budget with copies of kept ones (as the paper does) into
+        ``filtered/<corpus>/resampled/``, measured with the study tokenizer; stats in ``resample.json``."""
+        resample_filter_output(self.filtered_dir(corpus_name), seed=getattr(self.plan, "resample_seed", 0),
+                               tokenizer=self.tokenizer)
+        return self.filtered_dir(corpus_name) / "resampled"
+
     def tokenize_all(self) -> None:
+        """Indexed datasets of every corpus, unfiltered and filtered (filtered = resampled to the same
+        token budget), and of the synthetic documents."""
         sources = {}
         for name, path in self.corpora().items():
             sources[f"{name}_unfiltered"] = path
-            sources[f"{name}_filtered"] = self.filtered_dir(name) / "kept"
+            sources[f"{name}_filtered"] = self.resample_filtered(name)
         for direction in DIRECTIONS:
             sources[f"synthetic_{direction}"] = self.synthetic_file(direction)
         for name, path in sources.items():
             texts = (doc.text for doc in iter_documents(path))
             tokenize_to_indexed(texts, self.tokenizer, self.prefix(name))
 
-    def write_manifests(self, conditions: list[ConditionSpec]) -> None:
-        for cond in conditions:
-            for stage in ("pretrain", "midtrain"):
-                self._manifest_for(cond, stage).to_json(self.manifest(cond.name, stage))
+    def write_manifests(self, conditions: list[ConditionSpec], stage_tokens: dict[str, int] | None = None) -> None:
+        """Write ``manifests/<condition>.<stage>.json`` for every condition and stage.
 
-    def _manifest_for(self, cond: ConditionSpec, stage: str) -> BlendManifest:
-        corpus = "midtrain" if stage == "midtrain" and self.plan.midtrain_corpus is not None else "pretrain"
+        ``stage_tokens`` maps the stages to write ("pretrain", "midtrain", and "cpt" for a study with
+        a CPT stage) to the tokens each consumes; with it, a dose that would repeat the synthetic
+        documents more than ``data.max_synthetic_repetitions`` times is refused. Default: pretraining
+        and midtraining, unchecked.
+        """
+        stages = dict(stage_tokens) if stage_tokens is not None else {"pretrain": None, "midtrain": None}
+        for cond in conditions:
+            for stage, tokens in stages.items():
+                self._manifest_for(cond, stage, tokens).to_json(self.manifest(cond.name, stage))
+
+    def inserts_synthetic(self, cond: ConditionSpec, stage: str) -> bool:
+        """Insertion stages: e2e -> pretraining and midtraining; mid -> midtraining; cpt -> CPT only."""
+        if cond.synthetic is None:
+            return False
+        return stage in {"e2e": ("pretrain", "midtrain"), "mid": ("midtrain",), "cpt": ("cpt",)}[cond.insertion]
+
+    def dose(self, stage: str) -> float:
+        return {"pretrain": self.plan.pretrain_dose, "midtrain": self.plan.midtrain_dose, "cpt": self.plan.cpt_dose}[stage]
+
+    def _manifest_for(self, cond: ConditionSpec, stage: str, stage_tokens: int | None = None) -> BlendManifest:
+        corpus = self.stage_corpus(stage)
         base = DatasetEntry.from_prefix(f"{corpus}_{cond.base}", self.prefix(f"{corpus}_{cond.base}"))
-        inserted = cond.synthetic is not None and (stage == "midtrain" or cond.insertion == "e2e")
+        inserted = self.inserts_synthetic(cond, stage)
         synthetic = DatasetEntry.from_prefix(f"synthetic_{cond.synthetic}", self.prefix(f"synthetic_{cond.synthetic}")) if inserted else None
-        dose = (self.plan.midtrain_dose if stage == "midtrain" else self.plan.pretrain_dose) if inserted else 0.0
-        return build_condition_manifest(cond.name, stage, [base], synthetic, dose, tokenizer=str(self.tokenizer))
+        dose = self.dose(stage) if inserted else 0.0
+        return build_condition_manifest(cond.name, stage, [base], synthetic, dose, tokenizer=str(self.tokenizer),
+                                        stage_tokens=stage_tokens, max_repetitions=self.plan.max_synthetic_repetitions)
