@@ -124,10 +124,6 @@ def check_runtime(model: ModelConfig, parallel: ParallelConfig) -> None:
     """Refuse layouts this machine cannot run, with what to change. Call before building."""
     parallel.check_model(model)
     cuda = torch.cuda.is_available()
-    try:
-        impl = resolve_layer_impl(model.layer_impl)
-    except RuntimeError as err:
-        raise LayoutUnavailable(str(err)) from None
     if parallel.fp8:
         if not cuda or importlib.util.find_spec("transformer_engine") is None:
             raise LayoutUnavailable("parallel.precision=fp8 needs a CUDA GPU with Transformer Engine installed "
@@ -144,6 +140,10 @@ def check_runtime(model: ModelConfig, parallel: ParallelConfig) -> None:
             if not hasattr(te_recipe, "Float8CurrentScaling"):
                 raise LayoutUnavailable("parallel.fp8_recipe=current needs Transformer Engine >= 2.2 "
                                         "(Float8CurrentScaling); upgrade it or use fp8_recipe=delayed")
+    try:
+        impl = resolve_layer_impl(model.layer_impl)
+    except RuntimeError as err:
+        raise LayoutUnavailable(str(err)) from None
     if parallel.distributed_optimizer and not cuda:
         raise LayoutUnavailable("parallel.distributed_optimizer=true uses megatron's DistributedOptimizer, which "
                                 "needs CUDA; set distributed_optimizer=false on CPU")
