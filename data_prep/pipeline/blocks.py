@@ -6,8 +6,8 @@ of the sorted input list, so every output file (named after its input, ``<stem>.
 are written under temporary names and renamed when the task's stream ends, so an interrupted task
 leaves no half file; datatrove's completion markers make a rerun skip finished tasks.
 
-Each block counts what it did (documents in/out, bytes, tokens, removals per category) with
-datatrove's ``stat_update`` and also writes ``<stats_dir>/<block>/<rank>.json`` so the counts survive
+Each block counts what it did (documents in/out, bytes, tokens, removals per category), hands the
+task's totals to datatrove's ``stat_update`` and also writes ``<stats_dir>/<block>/<rank>.json`` so the counts survive
 on any executor; :func:`data_prep.pipeline.runner.collect_stats` sums them into one JSON.
 """
 from __future__ import annotations
@@ -58,10 +58,13 @@ class _CountingStep(PipelineStep):
         self.counts: Counter[str] = Counter()
 
     def count(self, key: str, value: int = 1) -> None:
+        """Add to a counter (cheap: datatrove's per-update statistics would cost more than filtering)."""
         self.counts[key] += value
-        self.stat_update(key, value=value)
 
     def save_counts(self, rank: int, extra: dict[str, Any] | None = None) -> None:
+        """Hand the task's totals to datatrove's stats and write them to ``<stats_dir>/<block>/<rank>.json``."""
+        for key, value in self.counts.items():
+            self.stat_update(key, value=value, unit="task")
         if self.stats_dir is not None:
             data = {**dict(sorted(self.counts.items())), **(extra or {})}
             atomic_write_json(Path(self.stats_dir) / self.block / f"{rank:05d}.json", data)
@@ -188,8 +191,7 @@ class BlocklistFilterStep(_CountingStep):
                 size = len(doc.text.encode("utf-8"))
                 self.count("documents_in")
                 self.count("bytes_in", size)
-                with self.track_time():
-                    decision = self.blocklist.check(doc.text)
+                decision = self.blocklist.check(doc.text)
                 if decision.keep:
                     self.count("documents_out")
                     self.count("bytes_out", size)
