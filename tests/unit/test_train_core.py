@@ -38,6 +38,10 @@ def test_resume_continues_exactly(tiny_lm_data, tmp_path):
     assert len(straight) == len(resumed) == 8
     assert resumed == pytest.approx(straight, rel=0, abs=1e-6)
     assert straight[-1] < straight[0]
+    # The LR schedule (warmup, then cosine) resumes at the same point, to the last bit.
+    lrs = [[json.loads(line)["lr"] for line in (tmp_path / run / "metrics.jsonl").read_text().splitlines()]
+           for run in ("straight", "resumed")]
+    assert lrs[0] == lrs[1] and lrs[0][:3] == [0.0, 1e-3, 2e-3]
 
 
 def _loss_on_fixed_batch(rank, ckpt_dir, tokenizer_path, tp):
