@@ -11,12 +11,22 @@ spaces or hyphens and a hyphen matches a hyphen, a space or nothing ("x-risk" = 
 A leading ``=`` makes a term case-sensitive (see ``entities.txt`` for why "AI" is). Each category is
 compiled into ONE regex, so checking a document costs at most nine scans whatever the list sizes.
 
-Most documents need none of those scans. :meth:`Blocklist.check` first splits the document into its
-set of word tokens (maximal ``\w`` runs, case-folded the way the regexes fold case) with one
-``bytes.translate`` + ``split``, and runs a category's regex only when that set meets the category's
-*key tokens*: for every term, the candidate first tokens of one of its segments (see :func:`term_keys`).
-Every regex match of a term starts a word token at that segment, so the prefilter never hides a match:
-the decision is exactly the pure-regex decision (``check(text, prefilter=False)``), only faster.
+Most documents need none of those scans, and the rest need far less than a full one.
+:meth:`Blocklist.check` works in three exact steps (``check(text, prefilter=False)`` skips them and
+gives the same decision, about ten times slower):
+
+1. *Tokens.* One ``bytes.translate`` + ``split`` yields the document's word tokens (maximal ``\\w``
+   runs, case-folded the way the regexes fold case; non-ASCII runs are split again on ``\\W``),
+   intersected with the vocabulary of all term tokens.
+2. *Candidate terms.* A term can only match if the document holds, for each of its segments (see
+   :func:`term_requirements`), the token that starts it and the token that ends it, and contains its
+   longest verbatim piece (:func:`term_literal`, e.g. ``a.i.`` for "A.I."). Terms are indexed by one
+   token set, so this costs a set intersection plus a few checks. No candidate among the instant and
+   entity terms (the common case): the document is kept without any regex.
+3. *Search.* Only the candidate terms are searched, with a regex of just those terms (cached), tried
+   only where one of their verbatim starts (:func:`term_anchor`) occurs. A regex of a subset of the
+   terms that contains every term able to match finds the same leftmost match and the same term as
+   the full category regex, so the reported reason is unchanged too.
 """
 from __future__ import annotations
 
