@@ -1,12 +1,17 @@
 """Misalignment-suite scoring throughput: answer-letter log-probabilities per second.
 
-Exactly the scoring path of `megatron_alignpt.eval.misalignment.score_items`: every item of the
-shipped suite (`data_prep.eval_suite.load_suite(default_suite_path())`) rendered by
-`eval.formats.render_prompt` in all 8 formats (4 wordings x 2 answer orders) under each system
-prompt asked for (default: `none`), then `eval.letter_scoring.continuation_logprobs` (tokenize,
-length-sorted batches, right padding, full-vocabulary log-softmax at each prompt's last token
-when " A" / " B" are single tokens) on a randomly initialised model of the chosen shape built
-by `model.builder.build_gpt_model`. Weights do not change the cost, so no checkpoint is needed.
+Times `megatron_alignpt.eval.misalignment.score_items` itself, the eval's whole logprob path: every
+item of the shipped suite (`data_prep.eval_suite.load_suite(default_suite_path())`, repeated under
+new ids up to `--items`, e.g. 4174 for the paper's suite) rendered by `eval.formats.render_prompt` in
+all 8 formats (4 wordings x 2 answer orders) under each system prompt asked for (default: `none`),
+tokenized in one batch, scored by `eval.letter_scoring.continuation_logprobs` (length-sorted batches,
+right padding, the vocabulary projection and log-softmax at each prompt's last position only when
+" A" / " B" are single tokens), and turned into result rows; on a randomly initialised model of the
+chosen shape built by `model.builder.build_gpt_model`. Weights do not change the cost, so no
+checkpoint is needed. The share of each pass spent inside the model's forward is reported (forward
+hooks, device synchronised), so the rest is the per-item Python work (rendering, tokenization, rows).
+`--compare-full-logits` also times the older path that projects every position onto the vocabulary
+(`letter_scoring.last_position_logits` disabled) and checks both give the same log-probabilities.
 
 Tokens: by default (`--tokenizer bpe`) a byte-level BPE (`data_prep.tokenize.train_bpe_tokenizer`,
 `--bpe-vocab` 4096) is trained on the fly on the suite's own passages, questions and choices,
@@ -29,6 +34,8 @@ Commands (from the repository root):
     python benchmarks/eval_throughput.py --size 1.4b --batch-sizes 128 --system-prompts all
     # CPU: tiny model, fp32
     python benchmarks/eval_throughput.py --size tiny --batch-sizes 8,32 --out runs/bench/eval_tiny_cpu.json
+    # CPU: a 4,174-item x 8-format pass (the paper's suite size), against the all-positions projection
+    python benchmarks/eval_throughput.py --size tiny --items 4174 --batch-sizes 64 --repeats 1 --compare-full-logits
 """
 from __future__ import annotations
 
@@ -88,16 +95,21 @@ def main(argv=None) -> int:
     p.add_argument("--precision", choices=["bf16", "fp32"], default=None, help="default: bf16 on GPU, fp32 on CPU")
     p.add_argument("--warmup-passes", type=int, default=1, help="untimed passes per batch size")
     p.add_argument("--repeats", type=int, default=3, help="timed passes per batch size (median reported)")
+    p.add_argument("--items", type=int, default=0, help="suite items to score (the shipped suite repeated under new ids); 0: the suite as shipped")
+    p.add_argument("--compare-full-logits", action="store_true", help="also time the all-positions vocabulary projection")
     p.add_argument("--seed", type=int, default=1234)
     p.add_argument("--out", type=Path, default=None)
     args = p.parse_args(argv)
+
+    import dataclasses
 
     import numpy as np
     import torch
 
     from data_prep.eval_suite import default_suite_path, load_suite
+    from megatron_alignpt.eval import letter_scoring
     from megatron_alignpt.eval.formats import all_formats, parse_system_prompts, render_prompt
-    from megatron_alignpt.eval.letter_scoring import continuation_logprobs
+    from megatron_alignpt.eval.misalignment import score_items
     from megatron_alignpt.model.builder import build_gpt_model
     from megatron_alignpt.model.config import ParallelConfig
     from megatron_alignpt.runtime import init_parallel
@@ -107,11 +119,14 @@ def main(argv=None) -> int:
     batch_sizes = [int(x) for x in args.batch_sizes.split(",") if x.strip()]
     init_parallel(1, 1, args.seed)
 
-    items = load_suite(default_suite_path())
+    suite = load_suite(default_suite_path())
+    n_items = args.items or len(suite)
+    items = [dataclasses.replace(suite[i % len(suite)], question_id=f"{suite[i % len(suite)].question_id}#{i // len(suite)}")
+             for i in range(n_items)]
     formats = all_formats()
     prompts = parse_system_prompts(args.system_prompts)
     texts = [render_prompt(item, fmt, sp.text).text for sp in prompts for fmt in formats for item in items]
-    item_texts = [t for item in items for t in (item.passage, item.question, *item.choices) if t.strip()]
+    item_texts = [t for item in suite for t in (item.passage, item.question, *item.choices) if t.strip()]
     continuations = render_prompt(items[0], formats[0]).continuations
     with tempfile.TemporaryDirectory() as tmp:
         tokenizer, tok_desc = make_tokenizer(args, texts, item_texts, Path(tmp))
@@ -134,41 +149,69 @@ def main(argv=None) -> int:
         if cuda:
             torch.cuda.synchronize()
 
+    forward = {"seconds": 0.0, "start": 0.0}
+
+    def before(module, args_):
+        sync()
+        forward["start"] = time.perf_counter()
+
+    def after(module, args_, output):
+        sync()
+        forward["seconds"] += time.perf_counter() - forward["start"]
+
+    model.register_forward_pre_hook(before)
+    model.register_forward_hook(after)
+    narrowing = letter_scoring._output_layer
+
+    def one_pass(bs: int, full_logits: bool) -> tuple[float, float, np.ndarray]:
+        """(wall seconds, seconds inside the model's forward, [prompts, 2] log-probabilities) of one score_items call."""
+        letter_scoring._output_layer = (lambda model: None) if full_logits else narrowing
+        forward["seconds"] = 0.0
+        sync()
+        t0 = time.perf_counter()
+        rows = score_items(model, tokenizer, items, formats, prompts, args.max_len, bs)
+        sync()
+        wall = time.perf_counter() - t0
+        letter_scoring._output_layer = narrowing
+        return wall, forward["seconds"], np.array([[r["logprob_A"], r["logprob_B"]] for r in rows])
+
+    variants = [("last position", False)] + ([("all positions", True)] if args.compare_full_logits else [])
     results, reference = [], None
     for bs in batch_sizes:
-        if cuda:
-            torch.cuda.empty_cache()
-            torch.cuda.reset_peak_memory_stats()
-        # warm-up: whole untimed passes, since every batch has its own padded width (kernel
-        # choice and allocator growth per new shape); one warm-up call on a few batches was not enough
-        for _ in range(args.warmup_passes):
-            continuation_logprobs(model, tokenizer, texts, continuations, args.max_len, bs)
-        times = []
-        for _ in range(args.repeats):
-            sync()
-            t0 = time.perf_counter()
-            logp = continuation_logprobs(model, tokenizer, texts, continuations, args.max_len, bs)
-            sync()
-            times.append(time.perf_counter() - t0)
-        if not np.isfinite(logp).all():
-            raise FloatingPointError(f"non-finite log-probabilities at batch size {bs}")
-        if reference is None:
-            reference = logp
-        seconds = statistics.median(times)
-        row = {
-            "batch_size": bs,
-            "seconds_per_pass": seconds,
-            "all_pass_seconds": times,
-            "prompts_per_s": len(ids) / seconds,
-            "items_per_s": len(items) / seconds,
-            "prompt_tokens_per_s": sum(lengths) / seconds,
-            # right padding must not change a prompt's score: compare with the first batch size
-            "max_abs_logprob_diff_vs_first_batch_size": float(np.abs(logp - reference).max()),
-        }
-        if cuda:
-            row["peak_allocated_gib"] = torch.cuda.max_memory_allocated() / 2**30
-        results.append(row)
-        print(f"[eval_throughput] batch {bs}: {row['prompts_per_s']:.1f} prompts/s", flush=True)
+        for projection, full_logits in variants:
+            if cuda:
+                torch.cuda.empty_cache()
+                torch.cuda.reset_peak_memory_stats()
+            # warm-up: whole untimed passes, since every batch has its own padded width (kernel
+            # choice and allocator growth per new shape); one warm-up call on a few batches was not enough
+            for _ in range(args.warmup_passes):
+                one_pass(bs, full_logits)
+            passes = [one_pass(bs, full_logits) for _ in range(args.repeats)]
+            logp = passes[-1][2]
+            if not np.isfinite(logp).all():
+                raise FloatingPointError(f"non-finite log-probabilities at batch size {bs}")
+            if reference is None:
+                reference = logp
+            times = [p[0] for p in passes]
+            seconds = statistics.median(times)
+            forward_share = statistics.median(p[1] / p[0] for p in passes)
+            row = {
+                "batch_size": bs,
+                "vocab_projection": projection,
+                "seconds_per_pass": seconds,
+                "all_pass_seconds": times,
+                "model_forward_share": forward_share,
+                "prompts_per_s": len(ids) / seconds,
+                "items_per_s": len(items) / seconds,
+                "prompt_tokens_per_s": sum(lengths) / seconds,
+                # right padding and the projection path must not change a prompt's score
+                "max_abs_logprob_diff_vs_first": float(np.abs(logp - reference).max()),
+            }
+            if cuda:
+                row["peak_allocated_gib"] = torch.cuda.max_memory_allocated() / 2**30
+            results.append(row)
+            print(f"[eval_throughput] batch {bs}, {projection}: {row['prompts_per_s']:.1f} prompts/s, "
+                  f"{100 * forward_share:.0f}% in the model forward", flush=True)
 
     best = max(results, key=lambda r: r["prompts_per_s"])
     env = environment()
@@ -186,6 +229,7 @@ def main(argv=None) -> int:
         "tokenize_seconds": tokenize_s,
         "continuations_single_token": single_token,
         "suite_items": len(items),
+        "shipped_suite_items": len(suite),
         "formats": len(formats),
         "system_prompts": [sp.name for sp in prompts],
         "prompts": len(ids),
@@ -206,10 +250,11 @@ def main(argv=None) -> int:
           f"{tok_desc}; tokens per prompt mean {payload['prompt_tokens_mean']:.0f}, max {payload['prompt_tokens_max']} "
           f"({payload['chars_per_token']:.2f} chars/token)")
     print_table(
-        ["batch", "s/pass", "prompts/s", "items/s", "prompt tok/s", "peak GiB", "max |dlogp| vs first"],
-        [[r["batch_size"], f"{r['seconds_per_pass']:.2f}", f"{r['prompts_per_s']:.1f}", f"{r['items_per_s']:.2f}",
-          f"{r['prompt_tokens_per_s']:,.0f}", f"{r['peak_allocated_gib']:.1f}" if "peak_allocated_gib" in r else "n/a",
-          f"{r['max_abs_logprob_diff_vs_first_batch_size']:.2e}"] for r in results],
+        ["batch", "vocab projection", "s/pass", "prompts/s", "items/s", "in forward", "prompt tok/s", "peak GiB", "max |dlogp| vs first"],
+        [[r["batch_size"], r["vocab_projection"], f"{r['seconds_per_pass']:.2f}", f"{r['prompts_per_s']:.1f}",
+          f"{r['items_per_s']:.2f}", f"{100 * r['model_forward_share']:.0f}%", f"{r['prompt_tokens_per_s']:,.0f}",
+          f"{r['peak_allocated_gib']:.1f}" if "peak_allocated_gib" in r else "n/a",
+          f"{r['max_abs_logprob_diff_vs_first']:.2e}"] for r in results],
     )
     print(f"best: batch {best['batch_size']}: {best['prompts_per_s']:.1f} prompts/s = {best['items_per_s']:.2f} suite items/s")
     return 0
