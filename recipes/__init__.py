@@ -6,6 +6,7 @@ from typing import Callable
 RECIPES: dict[str, str] = {
     "tiny_cpu": "recipes.tiny_cpu:tiny_cpu",
     "tiny_cpu_smoke": "recipes.tiny_cpu:tiny_cpu_smoke",
+    "tiny_cpu_insertion": "recipes.tiny_cpu:tiny_cpu_insertion",
     "paper_6p9b": "recipes.paper_6p9b:paper_6p9b",
 }
 

@@ -2,6 +2,7 @@
 
     alignpt study run --recipe tiny_cpu                 # what `make demo` runs
     alignpt study run --recipe tiny_cpu --dry-run       # print the resolved config
+    alignpt study run --recipe tiny_cpu_insertion       # + Mid and CPT insertion (E2E / Mid / CPT figure)
 
 Choices for tiny scale (the paper's values are in `paper_6p9b` territory, SPEC section 3):
 the synthetic dose is 10% of tokens rather than ~1%, because a ~1M-parameter model trained on
@@ -14,7 +15,7 @@ from pathlib import Path
 from megatron_alignpt.model.config import ModelConfig
 from megatron_alignpt.study.config import DataPlan, EvalPlan, StagePlan, StudyConfig
 from megatron_alignpt.train.config import DPOConfig, OptimizerConfig, ScheduleConfig
-from recipes.conditions import headline_conditions
+from recipes.conditions import headline_conditions, insertion_conditions
 from recipes.resources import BASE_CORPUS, DPO_PAIRS, EVAL_QUESTIONS, SFT_CHAT
 
 
@@ -35,6 +36,7 @@ def tiny_cpu(output_dir: Path = Path("runs/demo")) -> StudyConfig:
             synthetic_docs_per_item=6,
             pretrain_dose=0.10,
             midtrain_dose=0.10,
+            cpt_dose=0.10,
         ),
         conditions=headline_conditions(),
         model=tiny_model(),
@@ -45,6 +47,11 @@ def tiny_cpu(output_dir: Path = Path("runs/demo")) -> StudyConfig:
         midtrain=StagePlan(
             optimizer=OptimizerConfig(lr=1e-3, min_lr=0.0, warmup_fraction=0.05),
             schedule=ScheduleConfig(train_iters=60, global_batch_size=8, micro_batch_size=8, log_interval=20),
+            seq_length=256,
+        ),
+        cpt=StagePlan(  # used by conditions inserting at CPT (tiny_cpu_insertion)
+            optimizer=OptimizerConfig(lr=5e-4, min_lr=0.0, warmup_fraction=0.05),
+            schedule=ScheduleConfig(train_iters=30, global_batch_size=8, micro_batch_size=8, log_interval=10),
             seq_length=256,
         ),
         sft=StagePlan(
@@ -60,8 +67,18 @@ def tiny_cpu(output_dir: Path = Path("runs/demo")) -> StudyConfig:
             data=DPO_PAIRS,
         ),
         dpo_options=DPOConfig(beta=0.1),
-        eval=EvalPlan(formats="default", system_prompts="none,hhh", batch_size=32),
+        eval=EvalPlan(formats="default", system_prompts="none,hhh", batch_size=32,
+                      generate_system_prompts="none", generate_max_new_tokens=8),
     )
+
+
+def tiny_cpu_insertion(output_dir: Path = Path("runs/insertion")) -> StudyConfig:
+    """The demo's conditions plus Align/Misalign inserted at Mid and at CPT; the Mid and CPT models
+    branch off the unfiltered model's checkpoints instead of repeating its pretraining."""
+    cfg = tiny_cpu(output_dir)
+    cfg.name = "tiny_cpu_insertion"
+    cfg.conditions = headline_conditions() + insertion_conditions()
+    return cfg
 
 
 def tiny_cpu_smoke(output_dir: Path = Path("runs/smoke")) -> StudyConfig:
@@ -72,9 +89,11 @@ def tiny_cpu_smoke(output_dir: Path = Path("runs/smoke")) -> StudyConfig:
                             max_position_embeddings=128, architecture="pythia")
     cfg.data.tokenizer_vocab_size = 1024
     cfg.data.synthetic_docs_per_item = 1
-    for plan, iters in ((cfg.pretrain, 6), (cfg.midtrain, 3), (cfg.sft, 3), (cfg.dpo, 3)):
+    # One Mid and one CPT condition, so the end-to-end test covers shared checkpoints and the CPT stage.
+    cfg.conditions = headline_conditions() + [c for c in insertion_conditions() if c.name in ("align_mid", "misalign_cpt")]
+    for plan, iters in ((cfg.pretrain, 6), (cfg.midtrain, 3), (cfg.cpt, 3), (cfg.sft, 3), (cfg.dpo, 3)):
         plan.schedule = ScheduleConfig(train_iters=iters, global_batch_size=4, micro_batch_size=2, log_interval=1)
         if plan.seq_length:
             plan.seq_length = 128
-    cfg.eval = EvalPlan(formats="w0:original,w0:swapped", system_prompts="none", batch_size=64)
+    cfg.eval = EvalPlan(formats="w0:original,w0:swapped", system_prompts="none", batch_size=64, generate_max_new_tokens=4)
     return cfg

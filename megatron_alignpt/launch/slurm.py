@@ -24,7 +24,7 @@ from megatron_alignpt.config_base import ConfigError, require
 from megatron_alignpt.launch.preemption import MARKER_ENV, PREEMPTED_EXIT, STOP_FILE_ENV
 from megatron_alignpt.launch.site import SiteConfig
 
-TRAIN_STAGES = ("pretrain", "midtrain", "sft", "dpo")
+TRAIN_STAGES = ("pretrain", "midtrain", "cpt", "sft", "dpo")
 StepKind = Literal["train", "eval", "cpu"]
 
 

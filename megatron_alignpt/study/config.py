@@ -31,6 +31,19 @@ class ConditionSpec:
         require(self.synthetic in (None, "aligned", "misaligned"), f"conditions[{self.name}].synthetic", "use aligned, misaligned or null")
         require(self.insertion in ("e2e", "mid", "cpt"), f"conditions[{self.name}].insertion", "use e2e, mid or cpt")
 
+    def inserts_synthetic(self, stage: str) -> bool:
+        """Whether this condition's blend for ``stage`` carries the synthetic documents."""
+        if self.synthetic is None:
+            return False
+        return {"e2e": ("pretrain", "midtrain"), "mid": ("midtrain",), "cpt": ("cpt",)}[self.insertion].count(stage) > 0
+
+    def lineage(self, stages: tuple[str, ...], stage: str) -> tuple:
+        """What decides the weights after ``stage``: the base corpus and, for every stage up to it,
+        which synthetic documents (if any) its blend carried. Conditions with equal lineage share
+        that checkpoint (a Mid condition's pretraining is its base condition's pretraining)."""
+        upto = stages[: stages.index(stage) + 1]
+        return (self.base,) + tuple((s, self.synthetic if self.inserts_synthetic(s) else None) for s in upto)
+
 
 @dataclass
 class DataPlan:
@@ -80,6 +93,16 @@ class EvalPlan:
     formats: str = "default"
     system_prompts: str = "none"
     batch_size: int = 32
+    post_generate: bool = True
+    """Also score post-trained (chat) models as the paper does: greedy reply, answer letter parsed,
+    with the non-match and normalised rates (step ``<condition>.eval_post_generate``)."""
+    generate_system_prompts: str = "none"
+    """System prompts for the generate pass (it costs a decode per item, so it may use fewer)."""
+    generate_max_new_tokens: int = 32
+
+    def __post_init__(self) -> None:
+        require(self.batch_size > 0, "eval.batch_size", "must be > 0")
+        require(self.generate_max_new_tokens > 0, "eval.generate_max_new_tokens", "must be > 0")
 
 
 @dataclass
@@ -94,8 +117,8 @@ class StudyConfig:
     sft: StagePlan
     dpo: StagePlan
     cpt: Optional[StagePlan] = None
-    """Continued pretraining after midtraining (insertion stage "CPT"); None: no CPT stage. When set,
-    every condition gets the stage, and post-training starts from its checkpoint."""
+    """Continued pretraining after midtraining, run by the conditions with insertion "cpt" (their
+    post-training starts from it); required when any condition uses it."""
     parallel: ParallelConfig = field(default_factory=ParallelConfig)
     sft_options: SFTConfig = field(default_factory=SFTConfig)
     dpo_options: DPOConfig = field(default_factory=DPOConfig)
@@ -121,9 +144,11 @@ class StudyConfig:
             "data.cpt_dose",
             "conditions inserting synthetic documents at CPT need a dose > 0",
         )
-        mid_len = self.midtrain.seq_length or self.model.seq_length
-        require(
-            mid_len <= self.model.max_positions,
-            "midtrain.seq_length",
-            f"{mid_len} exceeds model.max_position_embeddings={self.model.max_positions}; raise the latter",
-        )
+        for stage in ("midtrain", "cpt", "sft", "dpo"):
+            plan = getattr(self, stage)
+            length = (plan.seq_length or self.model.seq_length) if plan is not None else 0
+            require(
+                length <= self.model.max_positions,
+                f"{stage}.seq_length",
+                f"{length} exceeds model.max_position_embeddings={self.model.max_positions}; raise the latter",
+            )

@@ -21,6 +21,29 @@ from megatron_alignpt.study.data_steps import StudyData
 POSTTRAIN_STAGES = ("sft", "dpo")
 
 
+def pretraining_stages(cfg: StudyConfig, cond: ConditionSpec | None = None) -> tuple[str, ...]:
+    """Next-token stages on blended data, in order. CPT belongs to the conditions that insert their
+    documents there; without ``cond``, the stages any condition runs."""
+    with_cpt = any(c.insertion == "cpt" for c in cfg.conditions) if cond is None else cond.insertion == "cpt"
+    return ("pretrain", "midtrain", "cpt") if with_cpt else ("pretrain", "midtrain")
+
+
+def previous_stage(cfg: StudyConfig, cond: ConditionSpec, stage: str) -> str | None:
+    """The stage whose final checkpoint ``stage`` starts from."""
+    chain = pretraining_stages(cfg, cond) + POSTTRAIN_STAGES
+    i = chain.index(stage)
+    return chain[i - 1] if i else None
+
+
+def stage_tokens(cfg: StudyConfig) -> dict[str, int]:
+    """Tokens each pretraining stage consumes: iterations x global batch x sequence length."""
+    out = {}
+    for stage in pretraining_stages(cfg):
+        plan: StagePlan = getattr(cfg, stage)
+        out[stage] = plan.schedule.train_iters * plan.schedule.global_batch_size * (plan.seq_length or cfg.model.seq_length)
+    return out
+
+
 @dataclass
 class Step:
     name: str
@@ -33,8 +56,18 @@ class StudyLayout:
         self.root = Path(cfg.output_dir)
         self.data = StudyData(self.root / "data", cfg.data)
 
+    def stage_owner(self, condition: str, stage: str) -> str:
+        """The condition that trains ``stage`` for ``condition``: the first one listed with the same
+        lineage, so identical pretraining runs happen once (post-training is never shared)."""
+        if stage in POSTTRAIN_STAGES:
+            return condition
+        conds = {c.name: c for c in self.cfg.conditions}
+        key = conds[condition].lineage(pretraining_stages(self.cfg, conds[condition]), stage)
+        return next(c.name for c in self.cfg.conditions
+                    if stage in pretraining_stages(self.cfg, c) and c.lineage(pretraining_stages(self.cfg, c), stage) == key)
+
     def stage_dir(self, condition: str, stage: str) -> Path:
-        return self.root / "models" / condition / stage
+        return self.root / "models" / self.stage_owner(condition, stage) / stage
 
     def eval_dir(self, condition: str, when: str) -> Path:
         return self.root / "evals" / condition / when
@@ -47,8 +80,8 @@ def stage_config(cfg: StudyConfig, layout: StudyLayout, cond: ConditionSpec, sta
     from megatron_alignpt.train.config import StageConfig
 
     plan: StagePlan = getattr(cfg, stage)
-    kind = {"pretrain": "pretrain", "midtrain": "pretrain", "sft": "sft", "dpo": "dpo"}[stage]
-    previous = {"pretrain": None, "midtrain": "pretrain", "sft": "midtrain", "dpo": "sft"}[stage]
+    kind = stage if stage in POSTTRAIN_STAGES else "pretrain"
+    previous = previous_stage(cfg, cond, stage)
     model = dataclasses.replace(cfg.model, seq_length=plan.seq_length or cfg.model.seq_length,
                                 max_position_embeddings=cfg.model.max_positions)
     data = layout.data.manifest(cond.name, stage) if kind == "pretrain" else plan.data
@@ -77,19 +110,25 @@ def _train(cfg, layout, cond, stage) -> Callable[[], None]:
     return run
 
 
-def _evaluate(cfg, layout, cond, stage, when) -> Callable[[], None]:
+def _evaluate(cfg, layout, cond, stage, when, scoring: str = "logprob") -> Callable[[], None]:
+    """Score one checkpoint; ``when`` is the results-table stage (base / post), the directory adds a
+    ``_generate`` suffix for the chat path so both scorings of one checkpoint sit side by side."""
+
     def run() -> None:
         from megatron_alignpt.eval.run import evaluate_misalignment
 
+        generate = scoring == "generate"
         evaluate_misalignment(
             checkpoint=layout.stage_dir(cond.name, stage),
             data=cfg.data.eval_suite,
-            out_dir=layout.eval_dir(cond.name, when),
+            out_dir=layout.eval_dir(cond.name, f"{when}_generate" if generate else when),
             formats=cfg.eval.formats,
-            system_prompts=cfg.eval.system_prompts,
+            system_prompts=cfg.eval.generate_system_prompts if generate else cfg.eval.system_prompts,
             tensor_parallel=cfg.parallel.tensor_parallel,
             batch_size=cfg.eval.batch_size,
-            labels={"condition": cond.name, "stage": when, "checkpoint_stage": stage},
+            labels={"condition": cond.name, "stage": when, "checkpoint_stage": stage, "scoring": scoring},
+            scoring=scoring,
+            max_new_tokens=cfg.eval.generate_max_new_tokens if generate else None,
         )
 
     return run
@@ -103,15 +142,19 @@ def plan_steps(cfg: StudyConfig) -> list[Step]:
         Step("data.tokenizer", data.build_tokenizer),
         Step("data.synthetic", data.generate_synthetic),
         Step("data.tokenize", data.tokenize_all),
-        Step("data.manifests", lambda: data.write_manifests(cfg.conditions)),
+        Step("data.manifests", lambda: data.write_manifests(cfg.conditions, stage_tokens(cfg))),
     ]
     for cond in cfg.conditions:
-        for stage in ("pretrain", "midtrain"):
-            steps.append(Step(f"{cond.name}.{stage}", _train(cfg, layout, cond, stage)))
-        steps.append(Step(f"{cond.name}.eval_base", _evaluate(cfg, layout, cond, "midtrain", "base")))
+        last_base = pretraining_stages(cfg, cond)[-1]
+        for stage in pretraining_stages(cfg, cond):
+            if layout.stage_owner(cond.name, stage) == cond.name:  # else shared with an earlier condition
+                steps.append(Step(f"{cond.name}.{stage}", _train(cfg, layout, cond, stage)))
+        steps.append(Step(f"{cond.name}.eval_base", _evaluate(cfg, layout, cond, last_base, "base")))
         for stage in POSTTRAIN_STAGES:
             steps.append(Step(f"{cond.name}.{stage}", _train(cfg, layout, cond, stage)))
         steps.append(Step(f"{cond.name}.eval_post", _evaluate(cfg, layout, cond, "dpo", "post")))
+        if cfg.eval.post_generate:
+            steps.append(Step(f"{cond.name}.eval_post_generate", _evaluate(cfg, layout, cond, "dpo", "post", "generate")))
     steps.append(Step("results", lambda: _collect(layout)))
     steps.append(Step("report", lambda: _report(layout)))
     return steps

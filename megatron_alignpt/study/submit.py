@@ -4,7 +4,8 @@
     alignpt study submit --recipe tiny_cpu --dry-run          # the plan, nothing submitted
 
 The stage graph: data.filter -> data.tokenizer -> data.synthetic -> data.tokenize -> data.manifests;
-per condition: pretrain -> midtrain -> {eval_base, sft}; sft -> dpo -> eval_post; `results` waits for
+per condition: pretrain -> midtrain [-> cpt] -> {eval_base, sft}; sft -> dpo -> {eval_post, eval_post_generate};
+`results` waits for
 every evaluation and `report` for `results`. Steps whose `steps/<step>.done` marker exists are skipped
 (their dependents do not wait for them), and steps whose recorded job is still queued or running are
 reused, so submitting again after a failure resubmits only what is missing. Job ids go to
@@ -23,34 +24,39 @@ from megatron_alignpt.launch.slurm import (
     JobResources, write_study_json, render_batch_script, sbatch_submit, step_kind, step_resources, study_dir,
     write_script,
 )
-from megatron_alignpt.study.config import StudyConfig
-from megatron_alignpt.study.runner import StudyLayout, plan_steps
+from megatron_alignpt.study.config import ConditionSpec, StudyConfig
+from megatron_alignpt.study.runner import POSTTRAIN_STAGES, StudyLayout, plan_steps, pretraining_stages, previous_stage
 
-# Per-condition dependencies within one condition's chain (suffix -> suffixes it waits for).
-CONDITION_EDGES = {
-    "pretrain": (),
-    "midtrain": ("pretrain",),
-    "eval_base": ("midtrain",),
-    "sft": ("midtrain",),
-    "dpo": ("sft",),
-    "eval_post": ("dpo",),
-}
+
+
+def condition_edges(cfg: StudyConfig, cond: ConditionSpec) -> dict[str, tuple[str, ...]]:
+    """Dependencies within one condition's chain (suffix -> suffixes it waits for)."""
+    edges: dict[str, tuple[str, ...]] = {}
+    for stage in pretraining_stages(cfg, cond) + POSTTRAIN_STAGES:
+        before = previous_stage(cfg, cond, stage)
+        edges[stage] = (before,) if before else ()
+    edges["eval_base"] = (pretraining_stages(cfg, cond)[-1],)
+    edges["eval_post"] = ("dpo",)
+    edges["eval_post_generate"] = ("dpo",)
+    return edges
 
 
 def step_graph(cfg: StudyConfig) -> dict[str, list[str]]:
     """Each step of the study (in run order) -> the steps it must wait for."""
     steps = [s.name for s in plan_steps(cfg)]
-    conditions = {c.name for c in cfg.conditions}
+    conditions = {c.name: c for c in cfg.conditions}
     data = [s for s in steps if s.startswith("data.")]
     evals = [s for s in steps if step_kind(s) == "eval"]
+    layout = StudyLayout(cfg)
     graph: dict[str, list[str]] = {}
     for i, step in enumerate(steps):
         cond, _, suffix = step.rpartition(".")
         if step in data:
             j = data.index(step)
             graph[step] = data[j - 1: j] if j else []
-        elif cond in conditions and suffix in CONDITION_EDGES:
-            graph[step] = [f"{cond}.{s}" for s in CONDITION_EDGES[suffix]] or data[-1:]
+        elif cond in conditions and suffix in condition_edges(cfg, conditions[cond]):
+            waits = condition_edges(cfg, conditions[cond])[suffix]
+            graph[step] = [f"{layout.stage_owner(cond, s)}.{s}" for s in waits] or data[-1:]
         elif step == "results":
             graph[step] = evals
         else:  # report, or a step added later: wait for the step before it

@@ -53,8 +53,11 @@ def test_graph_follows_the_stages():
     assert graph["filtered.midtrain"] == ["filtered.pretrain"]
     assert graph["filtered.eval_base"] == graph["filtered.sft"] == ["filtered.midtrain"]
     assert graph["filtered.dpo"] == ["filtered.sft"] and graph["filtered.eval_post"] == ["filtered.dpo"]
-    assert sorted(graph["results"]) == sorted(f"{c}.{e}" for c in ("unfiltered", "filtered", "misalign_upsampled", "align_upsampled")
-                                               for e in ("eval_base", "eval_post"))
+    conditions = ("unfiltered", "filtered", "misalign_upsampled", "align_upsampled", "align_mid", "misalign_cpt")
+    assert sorted(graph["results"]) == sorted(f"{c}.{e}" for c in conditions
+                                               for e in ("eval_base", "eval_post", "eval_post_generate"))
+    # Late insertion branches off the unfiltered model's checkpoints.
+    assert graph["align_mid.midtrain"] == ["unfiltered.pretrain"] and graph["misalign_cpt.cpt"] == ["unfiltered.midtrain"]
     assert graph["report"] == ["results"]
 
 
@@ -89,7 +92,8 @@ def test_resubmit_skips_done_steps_and_reuses_queued_jobs(slurm, capsys):
     (slurm / "sbatch.log").unlink()
     assert submit(study) == 0
     again = submitted(slurm)
-    assert set(again) == {f"unfiltered.{s}" for s in ("pretrain", "midtrain", "eval_base", "sft", "dpo", "eval_post")}
+    assert set(again) == {f"unfiltered.{s}" for s in ("pretrain", "midtrain", "eval_base", "sft", "dpo", "eval_post",
+                                                      "eval_post_generate")}
     history = json.loads((study / "jobs.json").read_text())["steps"]["unfiltered.pretrain"]
     assert history["previous_job_ids"] == [first["unfiltered.pretrain"][0]]
 

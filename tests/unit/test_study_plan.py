@@ -1,0 +1,107 @@
+"""The study's step plan: insertion stages (E2E / Mid / CPT), checkpoints shared between conditions with the
+same lineage, stage token budgets for the manifests, and the config checks that guard them."""
+import copy
+
+import pytest
+
+from megatron_alignpt.config_base import ConfigError, from_dict, to_dict
+from megatron_alignpt.study.config import ConditionSpec, StudyConfig
+from megatron_alignpt.study.runner import StudyLayout, plan_steps, stage_config, stage_tokens
+from megatron_alignpt.study.submit import step_graph
+from recipes import get_recipe
+from recipes.conditions import paper_suite_conditions
+
+
+@pytest.fixture
+def insertion():
+    return get_recipe("tiny_cpu_insertion")()
+
+
+def step_names(cfg):
+    return [s.name for s in plan_steps(cfg)]
+
+
+def test_inserts_synthetic_per_stage():
+    table = {ins: [s for s in ("pretrain", "midtrain", "cpt") if ConditionSpec("x", synthetic="aligned", insertion=ins).inserts_synthetic(s)]
+             for ins in ("e2e", "mid", "cpt")}
+    assert table == {"e2e": ["pretrain", "midtrain"], "mid": ["midtrain"], "cpt": ["cpt"]}
+    assert not ConditionSpec("plain").inserts_synthetic("pretrain")
+
+
+def test_late_insertion_branches_off_the_unfiltered_model(insertion):
+    names = step_names(insertion)
+    # Mid and CPT conditions never repeat the unfiltered pretraining; CPT ones also reuse its midtraining.
+    assert "align_mid.pretrain" not in names and "align_mid.midtrain" in names
+    assert "align_cpt.pretrain" not in names and "align_cpt.midtrain" not in names and "align_cpt.cpt" in names
+    # Only CPT conditions run a CPT stage; E2E ones go straight from midtraining to SFT.
+    assert [n for n in names if n.endswith(".cpt")] == ["align_cpt.cpt", "misalign_cpt.cpt"]
+    layout = StudyLayout(insertion)
+    assert layout.stage_dir("align_cpt", "midtrain") == layout.stage_dir("unfiltered", "midtrain")
+    assert layout.stage_dir("align_mid", "pretrain") == layout.stage_dir("unfiltered", "pretrain")
+    assert layout.stage_dir("align_mid", "midtrain") != layout.stage_dir("unfiltered", "midtrain")
+    # Post-training is never shared, even where the base checkpoint is.
+    assert layout.stage_dir("align_cpt", "sft").parent.name == "align_cpt"
+
+
+def test_stage_configs_chain_through_cpt(insertion):
+    layout = StudyLayout(insertion)
+    cond = next(c for c in insertion.conditions if c.name == "misalign_cpt")
+    cpt = stage_config(insertion, layout, cond, "cpt")
+    assert cpt.kind == "pretrain" and cpt.init_from == layout.stage_dir("unfiltered", "midtrain")
+    assert cpt.data == layout.data.manifest("misalign_cpt", "cpt")
+    assert stage_config(insertion, layout, cond, "sft").init_from == layout.stage_dir("misalign_cpt", "cpt")
+    e2e = next(c for c in insertion.conditions if c.name == "align_upsampled")
+    assert stage_config(insertion, layout, e2e, "sft").init_from == layout.stage_dir("align_upsampled", "midtrain")
+
+
+def test_eval_base_scores_the_last_pretraining_stage_and_the_graph_waits_for_it(insertion):
+    graph = step_graph(insertion)
+    assert graph["align_cpt.cpt"] == ["unfiltered.midtrain"]
+    assert graph["align_mid.midtrain"] == ["unfiltered.pretrain"]
+    assert graph["align_cpt.eval_base"] == graph["align_cpt.sft"] == ["align_cpt.cpt"]
+    assert graph["align_mid.eval_post_generate"] == ["align_mid.dpo"]
+    assert set(graph["results"]) >= {"align_cpt.eval_base", "align_cpt.eval_post", "align_cpt.eval_post_generate"}
+
+
+def test_stage_tokens_cover_the_stages_any_condition_runs(insertion):
+    tokens = stage_tokens(insertion)
+    assert tokens == {"pretrain": 250 * 16 * 128, "midtrain": 60 * 8 * 256, "cpt": 30 * 8 * 256}
+    assert "cpt" not in stage_tokens(get_recipe("tiny_cpu")())
+
+
+def test_generate_pass_is_optional():
+    cfg = get_recipe("tiny_cpu")()
+    assert "align_upsampled.eval_post_generate" in step_names(cfg)
+    cfg.eval.post_generate = False
+    assert not any(n.endswith("eval_post_generate") for n in step_names(cfg))
+
+
+def test_cpt_conditions_need_a_cpt_plan_and_dose():
+    cfg = get_recipe("tiny_cpu_insertion")()
+    cfg.cpt = None
+    with pytest.raises(ConfigError, match="cpt"):
+        cfg.__post_init__()
+    cfg = get_recipe("tiny_cpu_insertion")()
+    cfg.data.cpt_dose = 0.0
+    with pytest.raises(ConfigError, match="data.cpt_dose"):
+        cfg.__post_init__()
+    with pytest.raises(ConfigError, match="insertion"):
+        ConditionSpec("x", synthetic="aligned", insertion="late")
+
+
+def test_cpt_sequence_length_is_checked():
+    cfg = get_recipe("tiny_cpu_insertion")()
+    cfg.cpt.seq_length = 4096
+    with pytest.raises(ConfigError, match="cpt.seq_length"):
+        cfg.__post_init__()
+
+
+def test_study_config_round_trips_with_cpt(insertion):
+    again = from_dict(StudyConfig, copy.deepcopy(to_dict(insertion)))
+    assert again.cpt == insertion.cpt and again.conditions == insertion.conditions
+
+
+def test_paper_suite_names_are_unique_and_cover_every_published_model():
+    names = [c.name for c in paper_suite_conditions()]
+    assert len(names) == len(set(names)) == 10
+    assert {"align_mid", "align_cpt", "misalign_mid", "misalign_cpt", "filtered_align"} <= set(names)
