@@ -155,12 +155,36 @@ def _load_stage_config(args):
     return apply_overrides(cfg, args.set)
 
 
+def _world_size(args) -> int | None:
+    """--world-size, else the launcher's WORLD_SIZE, else unknown (layout per model replica only)."""
+    if args.world_size is not None:
+        if args.world_size < 1:
+            raise ValueError(f"--world-size {args.world_size}: must be >= 1")
+        return args.world_size
+    return int(os.environ["WORLD_SIZE"]) if os.environ.get("WORLD_SIZE", "").isdigit() else None
+
+
+def _print_layout(layout: dict) -> None:
+    """The resolved parallel/precision layout, on stderr: stdout stays the re-loadable config."""
+    print("layout: " + json.dumps(layout, indent=2), file=sys.stderr)
+
+
 def _train(args) -> None:
     from megatron_alignpt.config_base import to_dict
 
     cfg = _load_stage_config(args)
     if args.dry_run:
+        from megatron_alignpt.train.layout import stage_layout
+
+        vocab = None
+        if Path(cfg.tokenizer).is_file():
+            from megatron_alignpt.data.tokenizer import TextTokenizer
+            from megatron_alignpt.model.builder import padded_vocab_size
+
+            vocab = padded_vocab_size(TextTokenizer(cfg.tokenizer).vocab_size, cfg.parallel.tensor_parallel)
+        layout = stage_layout(cfg.model, cfg.parallel, cfg.schedule, _world_size(args), vocab)
         print(json.dumps(to_dict(cfg), indent=2))
+        _print_layout(layout)
         return
     from megatron_alignpt.train.trainer import run_stage
 
@@ -251,7 +275,11 @@ def _study_run(args) -> None:
 
     cfg = _study_config(args)
     if args.dry_run:
+        from megatron_alignpt.train.layout import study_layouts
+
+        layouts = study_layouts(cfg, _world_size(args))
         print(json.dumps(to_dict(cfg), indent=2))
+        _print_layout(layouts)
         return
     from megatron_alignpt.study.runner import run_study
 
@@ -399,7 +427,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="run one training stage from a StageConfig JSON")
     p.add_argument("--config", required=True)
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config field")
-    p.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
+    p.add_argument("--dry-run", action="store_true",
+                   help="validate, print the resolved config (stdout) and the parallel layout (stderr), and exit")
+    p.add_argument("--world-size", type=int, default=None,
+                   help="with --dry-run: ranks (GPUs) to resolve data parallelism and batch splitting for "
+                        "(default: $WORLD_SIZE, else per model replica)")
     p.set_defaults(func=_train)
 
     ev = sub.add_parser("eval", help="evaluations").add_subparsers(dest="eval_command", required=True)
@@ -454,7 +486,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output-dir")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--only", nargs="+", help="run only steps whose names start with these prefixes")
-    p.add_argument("--dry-run", action="store_true")
+    p.add_argument("--dry-run", action="store_true",
+                   help="validate, print the resolved config (stdout) and each training stage's layout (stderr)")
+    p.add_argument("--world-size", type=int, default=None,
+                   help="with --dry-run: GPUs to resolve each stage's data parallelism for (e.g. 256 = 32 nodes x 8)")
     p.set_defaults(func=_study_run)
     p = st.add_parser("report", help="rebuild the results table and report.html of a study directory")
     p.add_argument("--study", required=True)

@@ -16,20 +16,32 @@ Every data path below is a placeholder under `/data` (override each with `--set`
     /data/posttrain/dolci_instruct_dpo.jsonl  Dolci-Instruct-DPO pairs
 
 Choices where the paper is silent: micro-batch sizes (2 at 2048 tokens, 1 at 16384), the DPO global
-batch (128 pairs: 2,030 steps for one epoch of 259,922 pairs), checkpoint intervals, tensor parallel 4
-(32 nodes x 8 H100 = 256 GPUs -> data parallel 64), synthetic documents per seed question (100).
+batch (128 pairs: 2,030 steps for one epoch of 259,922 pairs), checkpoint intervals, synthetic documents
+per seed question (100), and the parallel layout (`paper_parallel`): on 32 nodes x 8 H100 = 256 GPUs,
+tensor parallel 4 inside a node's NVLink domain with sequence parallelism, no pipeline (6.9B fits a
+4-GPU replica with room for 16k-token midtraining activations), data parallel 64, megatron's distributed
+optimizer with overlapped gradient reduction and parameter gathering, bf16 with fp32 master weights,
+no activation recomputation (Transformer Engine's fused attention keeps no s x s scores). Data parallel
+64 divides every stage's batch (pretrain 2048 x 2048 tokens = 16 micro-batches of 2 per rank, midtrain
+256 x 16384 = 4 of 1, SFT 64 = 1, DPO 128 = 2). `paper_6p9b_fp8` is the same study with FP8 GEMMs
+(hybrid E4M3/E5M2, per-tensor current scaling, Transformer Engine >= 2.2):
+
+    alignpt study run --recipe paper_6p9b --dry-run --world-size 256      # config + per-stage layout
+    alignpt study run --recipe paper_6p9b --set parallel.precision=fp8 --dry-run --world-size 256
 """
 from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
 
-from megatron_alignpt.model.config import ModelConfig, ParallelConfig
+from megatron_alignpt.model.config import ModelConfig, ParallelConfig, RecomputeConfig
 from megatron_alignpt.study.config import DataPlan, EvalPlan, StagePlan, StudyConfig
 from megatron_alignpt.train.config import DPOConfig, OptimizerConfig, ScheduleConfig
 from recipes.conditions import headline_conditions
 from recipes.pythia_sizes import pythia_model
 
+CLUSTER_GPUS = 256
+"""32 nodes x 8 H100: the cluster the layout below is planned for."""
 SEQ_PRETRAIN = 2048
 SEQ_LONG = 16384
 TOKENS_PER_STEP = 4_194_304  # 2048 sequences x 2048 tokens; midtraining keeps the token batch at 16384 tokens/seq
@@ -45,6 +57,15 @@ def paper_model() -> ModelConfig:
     """Pythia-6.9B (parallel residual, 25% rotary, GELU MLP 4x, untied embeddings) on Transformer Engine
     layers, with rotary positions up to the midtraining length."""
     return dataclasses.replace(pythia_model("6.9b", SEQ_PRETRAIN, max_position_embeddings=SEQ_LONG), layer_impl="te")
+
+
+def paper_parallel(precision: str = "bf16") -> ParallelConfig:
+    """TP 4 + sequence parallel, distributed optimizer with overlapped communication, bf16 (or FP8)."""
+    return ParallelConfig(
+        tensor_parallel=4, pipeline_parallel=1, virtual_pipeline=1, context_parallel=1, sequence_parallel=True,
+        distributed_optimizer=True, overlap_grad_reduce=True, overlap_param_gather=True,
+        precision=precision, fp8_format="hybrid", fp8_recipe="current", recompute=RecomputeConfig("none"),
+    )
 
 
 def _schedule(train_iters: int, global_batch: int, micro_batch: int, save_interval: int) -> ScheduleConfig:
@@ -68,7 +89,7 @@ def paper_6p9b(output_dir: Path = Path("/data/alignpt/runs/paper_6p9b"), data_ro
         ),
         conditions=headline_conditions(),
         model=paper_model(),
-        parallel=ParallelConfig(tensor_parallel=4, pipeline_parallel=1, precision="bf16"),
+        parallel=paper_parallel("bf16"),
         pretrain=StagePlan(
             optimizer=OptimizerConfig(lr=3e-4, min_lr=1.2e-5, warmup_fraction=0.01, decay_style="cosine",
                                       weight_decay=0.1, adam_beta1=0.9, adam_beta2=0.95),
@@ -94,3 +115,11 @@ def paper_6p9b(output_dir: Path = Path("/data/alignpt/runs/paper_6p9b"), data_ro
         dpo_options=DPOConfig(beta=5.0),
         eval=EvalPlan(formats="all", system_prompts="all", batch_size=32),
     )
+
+
+def paper_6p9b_fp8(output_dir: Path = Path("/data/alignpt/runs/paper_6p9b_fp8"), data_root: Path = Path("/data")) -> StudyConfig:
+    """`paper_6p9b` with FP8 GEMMs (Hopper GPUs, Transformer Engine >= 2.2)."""
+    cfg = paper_6p9b(output_dir, data_root)
+    cfg.name = "paper_6p9b_fp8"
+    cfg.parallel = paper_parallel("fp8")
+    return cfg

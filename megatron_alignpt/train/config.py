@@ -146,14 +146,10 @@ class StageConfig:
             f"a {self.kind} stage continues a trained checkpoint; set init_from "
             "(DPO: usually the SFT stage; midtrain/cpt: the previous stage)",
         )
+        from megatron_alignpt.train.layout import check_stage_kind
+
         self.parallel.check_model(self.model)
-        if self.kind == "dpo":
-            require(
-                self.parallel.pipeline_parallel == 1 and self.parallel.context_parallel == 1,
-                "parallel",
-                "DPO runs chosen and rejected sequences and a frozen reference model in one forward step; "
-                "use pipeline_parallel=1 and context_parallel=1 (tensor/data parallel and sequence parallel work)",
-            )
+        check_stage_kind(self.kind, self.parallel)
 
     @property
     def is_lm(self) -> bool:

@@ -73,8 +73,8 @@ def wrap_ddp(model, parallel: Optional[ParallelConfig] = None):
     if parallel.overlap_grad_reduce:
         config.no_sync_func = [w.no_sync for w in wrapped] if len(wrapped) > 1 else wrapped[0].no_sync
         config.grad_sync_func = [w.start_grad_sync for w in wrapped] if len(wrapped) > 1 else wrapped[0].start_grad_sync
-    if parallel.overlap_param_gather:
-        config.param_sync_func = [w.start_param_sync for w in wrapped] if len(wrapped) > 1 else wrapped[0].start_param_sync
+    # With overlap_param_gather, DDP's forward pre-hooks gather each bucket's updated parameters just
+    # before the next forward uses them (see `_save` for checkpoints).
     return wrapped if isinstance(model, (list, tuple)) else wrapped[0]
 
 
@@ -155,7 +155,7 @@ def _run_stage(cfg: StageConfig, stop_after: Optional[int], preemption: Preempti
             done = state.iteration == sched.train_iters
             stopping = not done and preemption.requested()  # all ranks agree (one all-reduce)
             if done or stopping or (sched.save_interval and state.iteration % sched.save_interval == 0):
-                ckpt.save_checkpoint(root, chunks, optimizer, scheduler, state, cfg.model, cfg.tokenizer)
+                _save(root, ddp, chunks, optimizer, scheduler, state, cfg)
             if stopping:
                 preemption.stop(cfg.name, state.iteration, ckpt.latest_checkpoint(root))
             if stop_after is not None and steps_this_call >= stop_after:
@@ -164,6 +164,19 @@ def _run_stage(cfg: StageConfig, stop_after: Optional[int], preemption: Preempti
         telemetry.close()
     final = ckpt.latest_checkpoint(root)
     return StageResult(checkpoint=final, iteration=state.iteration, last_metrics=telemetry.last)
+
+
+def _save(root: Path, ddp: list, chunks: list, optimizer, scheduler, state, cfg: StageConfig) -> None:
+    """Checkpoint; with overlapped parameter gathering, first finish gathering the parameters the last
+    optimizer step updated (as megatron-LM does), then re-arm the gather hooks."""
+    overlapped = cfg.parallel.distributed_optimizer and cfg.parallel.overlap_param_gather
+    if overlapped:
+        for chunk in ddp:
+            chunk.disable_forward_pre_hook(param_sync=True)
+    ckpt.save_checkpoint(root, chunks, optimizer, scheduler, state, cfg.model, cfg.tokenizer)
+    if overlapped:
+        for chunk in ddp:
+            chunk.enable_forward_pre_hook()
 
 
 def train_step(ddp, optimizer, scheduler, task, loader: GlobalBatchLoader, cfg: StageConfig) -> dict:
