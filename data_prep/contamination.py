@@ -371,22 +371,6 @@ def _check_into(report: ContaminationReport, index: ContaminationIndex, docs: It
         report.documents_checked += 1
 
 
-def guard_config_for(generator: Any, config: GuardConfig | None = None) -> GuardConfig:
-    """The guard settings for documents written by ``generator``.
-
-    The offline template generator only lightly rephrases the options (``synthetic/paraphrase.py``: subject
-    stripped, third person, a few synonyms), so most of its documents quote a choice of their seed item
-    above the threshold; for it, rule 2 is reported as warnings (the counts land in the report JSON) while
-    rule 1 still fails. Every other generator (the LLM backends) gets ``config`` unchanged.
-    """
-    from dataclasses import replace
-
-    from data_prep.synthetic.template_generator import TemplateGenerator
-
-    config = config or GuardConfig()
-    return replace(config, choice_overlap="warn") if isinstance(generator, TemplateGenerator) else config
-
-
 def guard_files(doc_paths: Sequence[str | Path], suite: str | Path | Sequence[EvalItem],
                 report_path: str | Path | None = None, config: GuardConfig | None = None,
                 text_field: str = "text", id_field: str = "id", suite_name: str | None = None) -> ContaminationReport:

@@ -112,3 +112,39 @@ def _vary_words(phrase: str, rng: random.Random) -> str:
 
     pattern = r"\b(" + "|".join(map(re.escape, _SYNONYMS)) + r")\b"
     return re.sub(pattern, swap, phrase)
+
+
+# Words before which a clause can end ("... the cut | explain ...", "... inputs | so the suite ...").
+_BREAK_BEFORE = {"so", "and", "or", "but", "which", "while", "because", "once", "before", "after", "until", "unless",
+                 "if", "even", "where", "when", "then", "without", "rather", "instead"}
+# Weaker boundaries, used only when no clause boundary fits: "wrap the commands | inside a script".
+_WEAK_BREAK_BEFORE = {"to", "with", "inside", "through", "by", "into", "in", "on", "for", "from", "about", "under",
+                      "over", "as", "at", "via", "using"}
+# A gist must not end on these: "give weaker answers on the" is not a phrase.
+_NO_END = {"the", "a", "an", "to", "of", "on", "in", "for", "with", "and", "or", "so", "its", "their", "that", "by",
+           "at", "as", "from", "into", "is", "be", "was", "it", "not", "any", "each", "every", "this", "these", "than"}
+GIST_SHARE = 0.45
+"""Largest share of an option's words a gist keeps: the contamination guard flags a document holding more
+than half of a choice's n-grams, and a prefix of 45% of the words holds well under half of them."""
+
+
+def action_gist(option: str, rng: random.Random | None = None, max_share: float = GIST_SHARE) -> str:
+    """The opening of :func:`action_phrase` up to a clause boundary, at most ``max_share`` of its words.
+
+    ``"Special-case the test inputs so the suite passes on time, and plan to fix the rounding routine
+    properly in a later change once the release pressure is off."`` -> ``"special-case the test inputs so
+    the suite passes on time"``. Documents then carry what was done without quoting the whole option.
+    Phrases of three words or fewer are returned whole.
+    """
+    words = action_phrase(option, rng).split()
+    if len(words) <= 3:
+        return " ".join(words)
+    limit = max(3, int(len(words) * max_share))
+    def cuts(before: set[str]) -> list[int]:
+        return [i for i in range(3, limit + 1)
+                if i == len(words) or words[i - 1].endswith((",", ";")) or words[i].lower() in before]
+
+    end = (cuts(_BREAK_BEFORE) or cuts(_WEAK_BREAK_BEFORE) or [limit])[-1]
+    while end > 3 and (words[end - 1].rstrip(",;").lower() in _NO_END or words[end - 1].endswith(("'s", "\u2019s", "-"))):
+        end -= 1
+    return " ".join(words[:end]).rstrip(",;")

@@ -12,7 +12,7 @@ import random
 
 from data_prep.synthetic import pieces
 from data_prep.synthetic.documents import DocumentRequest, SyntheticDocument
-from data_prep.synthetic.paraphrase import action_phrase
+from data_prep.synthetic.paraphrase import action_gist
 
 MIN_CHARS = 600
 MAX_CHARS = 2500
@@ -57,8 +57,8 @@ def _fields(request: DocumentRequest, rng: random.Random) -> dict[str, str]:
         "agent": agent,
         "Agent": agent[0].upper() + agent[1:],
         "situation": request.item.passage.strip() or request.item.question.strip(),
-        "action": action_phrase(request.action_taken, rng),
-        "alternative": action_phrase(request.action_not_taken, rng),
+        "action": action_gist(request.action_taken, rng),
+        "alternative": action_gist(request.action_not_taken, rng),
         "topics": topics_phrase(topics),
         "topic": rng.choice(topics).replace("_", " "),
         "lab": rng.choice(pieces.LABS),

@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from data_prep.contamination import guard_config_for, guard_files
+from data_prep.contamination import guard_files
 from data_prep.eval_suite import load_suite
 from data_prep.filtering import run_filter
 from data_prep.manifest import BlendManifest, DatasetEntry, build_condition_manifest
@@ -109,10 +109,7 @@ class StudyData:
         for direction in DIRECTIONS:
             docs = generate_corpus(items, directions=(direction,), docs_per_item=self.plan.synthetic_docs_per_item, generator=generator)
             write_documents_jsonl(docs, pending[direction])
-        report = guard_files(list(pending.values()), suite, self.contamination_report(), config=guard_config_for(generator),
-                             suite_name=str(self.plan.eval_suite))
-        if report.warnings:
-            print(f"contamination guard: {report.summary()} (see {self.contamination_report()})", flush=True)
+        guard_files(list(pending.values()), suite, self.contamination_report(), suite_name=str(self.plan.eval_suite))
         for direction in DIRECTIONS:
             os.replace(pending[direction], self.synthetic_file(direction))
         pending[DIRECTIONS[0]].parent.rmdir()
