@@ -20,6 +20,15 @@ Commands (from the repository root):
     # CPU smoke test (fp32, tiny model)
     python benchmarks/train_throughput.py --size tiny --micro-batch-sizes 1,2 --warmup 1 --steps 3
 
+    # a parallel layout: each micro-batch size runs as one torchrun job of --nproc-per-node ranks
+    python benchmarks/train_throughput.py --size 1.4b --micro-batch-sizes 2,4 --nproc-per-node 8 \
+        --tensor-parallel 2 --sequence-parallel --pipeline-parallel 2 --virtual-pipeline 2 \
+        --distributed-optimizer --layer-impl te --precision fp8 --fp8-recipe current --recompute selective
+    # (CPU: --pipeline-parallel 2 --nproc-per-node 2 runs megatron's 1F1B schedule over gloo)
+
+Parallel and precision options map onto `megatron_alignpt.model.config.ParallelConfig` and are
+validated by it (and by the layout check against the world size and batch) before anything is built.
+
 Each micro-batch size runs in its own process (clean peak-memory figures; an out-of-memory
 size is reported, not fatal). The global batch is fixed (`--global-batch`, default 16
 sequences) and the rest is gradient accumulation, so every size does the same work per step.
@@ -28,8 +37,10 @@ Timing: CUDA events around each `train_step` and around the whole timed region, 
 `--warmup` untimed steps; the trainer reads the loss and gradient norm back every step (as
 in real training), which is included. tokens/s = timed steps x global batch x seq / elapsed.
 
-Model FLOPs (reported as TFLOP/s per GPU; MFU = that / 989 TFLOP/s, H100 bf16 dense peak):
-Megatron's formula (Narayanan et al. 2021) for a GPT with a 4h MLP,
+Model FLOPs (reported as TFLOP/s per GPU = FLOPs per step / step time / ranks; MFU = that / the
+H100 dense peak of the precision: bf16 989, fp8 1979, fp32 67 TFLOP/s, or --peak-tflops), computed by
+`megatron_alignpt.train.telemetry.model_flops_per_step`, the trainer's own formula; Megatron's formula
+(Narayanan et al. 2021) for a GPT with a 4h MLP,
 
     FLOPs per step = 72 * B * s * L * h^2 * (1 + s / (6 h) + V / (12 h L))
 
@@ -59,11 +70,8 @@ from pathlib import Path
 from types import SimpleNamespace
 
 from _common import (
-    H100_BF16_DENSE_PEAK_TFLOPS,
     SHAPES,
-    count_parameters,
     environment,
-    megatron_model_flops_per_step,
     model_config,
     print_table,
     write_json,
@@ -107,41 +115,85 @@ class SyntheticLoader:
         return [{k: v[i * m : (i + 1) * m] for k, v in batch.items()} for i in range(self.num_microbatches)]
 
 
-def run_one(args) -> dict:
-    """One micro-batch size in this process: build, warm up, time; returns the measurements."""
+def parallel_config(args):
+    """The ParallelConfig the command line asks for (validated by ParallelConfig itself)."""
+    from megatron_alignpt.model.config import ParallelConfig, RecomputeConfig
+
     import torch
 
-    from megatron_alignpt.model.builder import build_gpt_model
-    from megatron_alignpt.model.config import ParallelConfig
-    from megatron_alignpt.runtime import init_parallel
+    return ParallelConfig(
+        tensor_parallel=args.tensor_parallel, pipeline_parallel=args.pipeline_parallel,
+        virtual_pipeline=args.virtual_pipeline, context_parallel=args.context_parallel,
+        sequence_parallel=args.sequence_parallel, distributed_optimizer=args.distributed_optimizer,
+        overlap_grad_reduce=args.overlap_grad_reduce, overlap_param_gather=args.overlap_param_gather,
+        precision=args.precision or ("bf16" if torch.cuda.is_available() else "fp32"),
+        fp8_format=args.fp8_format, fp8_recipe=args.fp8_recipe,
+        recompute=RecomputeConfig(args.recompute, args.recompute_method, args.recompute_num_layers),
+    )
+
+
+def _parameters(chunks) -> int:
+    """Parameters of the whole model: this rank's, summed over tensor- and pipeline-parallel ranks
+    (tensor-parallel duplicates such as LayerNorm weights counted once)."""
+    import torch
+    from megatron.core import parallel_state
+    from megatron.core.tensor_parallel import param_is_not_tensor_parallel_duplicate
+
+    local = sum(p.numel() for c in chunks for p in c.parameters() if param_is_not_tensor_parallel_duplicate(p))
+    total = torch.tensor([local], dtype=torch.float64, device="cuda" if torch.cuda.is_available() else "cpu")
+    torch.distributed.all_reduce(total, group=parallel_state.get_model_parallel_group())
+    return int(total.item())
+
+
+def run_one(args) -> dict:
+    """One micro-batch size on this rank (of a torchrun job when --nproc-per-node > 1): build, warm up,
+    time; returns the measurements."""
+    import torch
+    from megatron.core import parallel_state
+
+    from megatron_alignpt.model.builder import build_model_chunks
+    from megatron_alignpt.runtime import init_layout
     from megatron_alignpt.train.config import OptimizerConfig
     from megatron_alignpt.train.lm_task import LMTask
     from megatron_alignpt.train.optimizer import build_optimizer, build_scheduler
-    from megatron_alignpt.train.trainer import train_step, wrap_ddp
+    from megatron_alignpt.train.telemetry import model_flops_per_step, peak_tflops
+    from megatron_alignpt.train.trainer import train_step, validate_launch, wrap_ddp
 
     cuda = torch.cuda.is_available()
     shape = SHAPES[args.size]
     seq = args.seq_length or shape.seq_length
-    precision = args.precision or ("bf16" if cuda else "fp32")
+    parallel = parallel_config(args)
+    precision = parallel.precision
     mbs, gbs = args.micro_batch_size, args.global_batch
     total_steps = args.warmup + args.steps
 
-    init_parallel(1, 1, args.seed)
+    init_layout(parallel, args.seed)
+    world = torch.distributed.get_world_size()
     model_cfg = model_config(shape, args.layer_impl, seq, args.architecture)
-    parallel = ParallelConfig(precision=precision)
-    model = build_gpt_model(model_cfg, parallel, shape.vocab_size)
-    n_params = count_parameters(model)
-    ddp = wrap_ddp(model)
+    parallel.check_against(model_cfg, world)
+    parallel.check_batch(world, gbs, mbs)
+    chunks = build_model_chunks(model_cfg, parallel, shape.vocab_size)
+    n_params = _parameters(chunks)
+    ddp = wrap_ddp(chunks, parallel)
     opt_cfg = OptimizerConfig(lr=args.lr, min_lr=args.lr / 10, warmup_fraction=args.warmup_fraction)
     optimizer = build_optimizer(ddp, opt_cfg, parallel)
     scheduler = build_scheduler(optimizer, opt_cfg, total_steps)
 
-    batches = [synthetic_batch(t, gbs, seq, shape.vocab_size, args.seed) for t in range(total_steps)]
+    # Every data-parallel rank takes its slice of each global batch (the same slicing as GlobalBatchLoader).
+    dp, dp_rank = parallel_state.get_data_parallel_world_size(), parallel_state.get_data_parallel_rank()
+    per_rank = gbs // dp
+    batches = []
+    for t in range(total_steps):
+        full = synthetic_batch(t, gbs, seq, shape.vocab_size, args.seed)
+        batches.append({k: v[dp_rank * per_rank : (dp_rank + 1) * per_rank].contiguous() for k, v in full.items()})
+        if t == 0:
+            checksum = int(full["tokens"].sum())
     if cuda:
         batches = [{k: v.pin_memory() for k, v in b.items()} for b in batches]
     loader = SyntheticLoader(batches, mbs)
     cfg = SimpleNamespace(name=f"bench-{args.size}-mbs{mbs}", model=model_cfg, schedule=SimpleNamespace(micro_batch_size=mbs))
     task = SimpleNamespace(forward_step=LMTask.forward_step)
+    del validate_launch  # the two checks above are what run_stage's validate_launch runs
 
     static_gib = None
     if cuda:
@@ -172,7 +224,7 @@ def run_one(args) -> dict:
             step_ms.append((time.perf_counter() - tick) * 1e3)
         losses.append(float(metrics["loss"]))
         grad_norms.append(float(metrics["grad_norm"]))
-        if args.verbose:
+        if args.verbose and torch.distributed.get_rank() == 0:
             print(f"  step {t + 1}/{total_steps} loss {losses[-1]:.4f} grad_norm {grad_norms[-1]:.3f}", flush=True)
     if cuda:
         region_end = torch.cuda.Event(enable_timing=True)
@@ -185,15 +237,20 @@ def run_one(args) -> dict:
     wall_s = time.perf_counter() - wall0
 
     tokens = args.steps * gbs * seq
-    flops_step = megatron_model_flops_per_step(gbs, seq, shape.num_layers, shape.hidden_size, shape.vocab_size)
-    tflops = flops_step * args.steps / elapsed_s / 1e12
+    flops_step = model_flops_per_step(model_cfg, shape.vocab_size, gbs, seq)
+    tflops = flops_step * args.steps / elapsed_s / world / 1e12
+    peak = peak_tflops(precision, args.peak_tflops)
     result = {
         "micro_batch_size": mbs,
         "global_batch": gbs,
-        "grad_accumulation": gbs // mbs,
+        "grad_accumulation": gbs // (mbs * dp),
         "seq_length": seq,
         "precision": precision,
         "layer_impl": args.layer_impl,
+        "world_size": world,
+        "data_parallel": dp,
+        "parallel": asdict(parallel),
+        "peak_tflops": peak,
         "parameters": n_params,
         "warmup_steps": args.warmup,
         "timed_steps": args.steps,
@@ -206,10 +263,10 @@ def run_one(args) -> dict:
         "tokens_per_s": tokens / elapsed_s,
         "model_flops_per_step": flops_step,
         "tflops_per_gpu": tflops,
-        "mfu": tflops / H100_BF16_DENSE_PEAK_TFLOPS if cuda else None,
+        "mfu": tflops / peak if peak else None,
         "losses": losses,
         "grad_norms": grad_norms,
-        "data_checksum": int(batches[0]["tokens"].sum()),
+        "data_checksum": checksum,
         "environment": environment(),
     }
     if cuda:
@@ -265,7 +322,24 @@ def parse_args(argv=None):
     p.add_argument("--layer-impl", default="sdpa", choices=["sdpa", "local", "te", "auto"])
     p.add_argument("--architecture", default="gpt", choices=["gpt", "pythia"],
                    help="gpt: sequential residual; pythia: GPT-J parallel residual (the paper's models)")
-    p.add_argument("--precision", choices=["bf16", "fp32"], default=None, help="default: bf16 on GPU, fp32 on CPU")
+    p.add_argument("--precision", choices=["bf16", "fp32", "fp8"], default=None, help="default: bf16 on GPU, fp32 on CPU")
+    g = p.add_argument_group("parallel layout and precision (megatron_alignpt.model.config.ParallelConfig)")
+    g.add_argument("--nproc-per-node", type=int, default=1,
+                   help="ranks per micro-batch-size job (torchrun --standalone); the world size for the layout")
+    g.add_argument("--tensor-parallel", type=int, default=1)
+    g.add_argument("--pipeline-parallel", type=int, default=1)
+    g.add_argument("--virtual-pipeline", type=int, default=1, help="model chunks per pipeline rank (interleaved 1F1B)")
+    g.add_argument("--context-parallel", type=int, default=1)
+    g.add_argument("--sequence-parallel", action="store_true")
+    g.add_argument("--distributed-optimizer", action="store_true")
+    g.add_argument("--overlap-grad-reduce", action="store_true")
+    g.add_argument("--overlap-param-gather", action="store_true")
+    g.add_argument("--fp8-format", choices=["hybrid", "e4m3"], default="hybrid")
+    g.add_argument("--fp8-recipe", choices=["delayed", "current"], default="delayed")
+    g.add_argument("--recompute", choices=["none", "selective", "full"], default="none")
+    g.add_argument("--recompute-method", choices=["uniform", "block"], default="uniform")
+    g.add_argument("--recompute-num-layers", type=int, default=1)
+    g.add_argument("--peak-tflops", type=float, default=0.0, help="MFU denominator per GPU (0: H100 dense peak of the precision)")
     p.add_argument("--lr", type=float, default=3e-4)
     p.add_argument("--warmup-fraction", type=float, default=0.25, help="LR warmup share of warmup+steps")
     p.add_argument("--seed", type=int, default=1234)
@@ -286,13 +360,19 @@ def parse_args(argv=None):
 
 def _run_child(args, mbs: int, tmp: Path) -> dict:
     out = tmp / f"mbs{mbs}.json"
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--micro-batch-size", str(mbs), "--child-result", str(out)]
-    for flag in ("size", "global_batch", "seq_length", "warmup", "steps", "layer_impl", "architecture", "lr", "warmup_fraction", "seed"):
+    launcher = [sys.executable]
+    if args.nproc_per_node > 1:
+        launcher += ["-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={args.nproc_per_node}"]
+    cmd = launcher + [str(Path(__file__).resolve()), "--micro-batch-size", str(mbs), "--child-result", str(out)]
+    for flag in ("size", "global_batch", "seq_length", "warmup", "steps", "layer_impl", "architecture", "lr",
+                 "warmup_fraction", "seed", "tensor_parallel", "pipeline_parallel", "virtual_pipeline", "context_parallel",
+                 "fp8_format", "fp8_recipe", "recompute", "recompute_method", "recompute_num_layers", "peak_tflops"):
         cmd += [f"--{flag.replace('_', '-')}", str(getattr(args, flag))]
+    for flag in ("sequence_parallel", "distributed_optimizer", "overlap_grad_reduce", "overlap_param_gather", "verbose"):
+        if getattr(args, flag):
+            cmd.append(f"--{flag.replace('_', '-')}")
     if args.precision:
         cmd += ["--precision", args.precision]
-    if args.verbose:
-        cmd.append("--verbose")
     print(f"[train_throughput] micro-batch {mbs}: starting", flush=True)
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=args.child_timeout)
@@ -310,8 +390,12 @@ def _run_child(args, mbs: int, tmp: Path) -> dict:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    if args.child_result is not None:  # one micro-batch size, in this process
-        write_json(args.child_result, run_one(args))
+    if args.child_result is not None:  # one micro-batch size, in this process (one rank of the job)
+        result = run_one(args)
+        import torch
+
+        if torch.distributed.get_rank() == 0:
+            write_json(args.child_result, result)
         return 0
 
     sizes = [int(x) for x in args.micro_batch_sizes.split(",") if x.strip()]
@@ -347,8 +431,9 @@ def main(argv=None) -> int:
         "command": " ".join([Path(sys.executable).name] + sys.argv),
         "environment": ok[0]["environment"] if ok else environment(),
         "recipe": recipe(args, 0),
-        "flops_formula": "72*B*s*L*h^2*(1 + s/(6h) + V/(12hL)) per step (Narayanan et al. 2021)",
-        "peak_tflops": H100_BF16_DENSE_PEAK_TFLOPS,
+        "flops_formula": "3*B*s*(L*(8h^2 + 4hf + 4sh) + 2hV) per step = 72*B*s*L*h^2*(1 + s/(6h) + V/(12hL)) "
+                         "for f=4h (Narayanan et al. 2021); TFLOP/s per GPU divides by the ranks",
+        "peak_tflops": ok[0]["peak_tflops"] if ok else None,
         "results": results,
         "best_micro_batch_size": best["micro_batch_size"] if best else None,
     }
@@ -378,8 +463,12 @@ def main(argv=None) -> int:
 
     env = payload["environment"]
     print(f"\n{args.size}: {ok[0]['parameters'] / 1e6:,.1f}M parameters, " if ok else f"\n{args.size}: ", end="")
+    layout = (f"{args.nproc_per_node} rank(s): TP {args.tensor_parallel} x CP {args.context_parallel} x "
+              f"PP {args.pipeline_parallel}" + (f" (x{args.virtual_pipeline} virtual)" if args.virtual_pipeline > 1 else "")
+              + (", SP" if args.sequence_parallel else "") + (", distributed optimizer" if args.distributed_optimizer else "")
+              + (f", recompute {args.recompute}" if args.recompute != "none" else ""))
     print(f"seq {args.seq_length or SHAPES[args.size].seq_length}, global batch {args.global_batch}, "
-          f"{args.layer_impl}, {ok[0]['precision'] if ok else '?'}; "
+          f"{args.layer_impl}, {ok[0]['precision'] if ok else '?'}; {layout}; "
           f"{env.get('gpu', env.get('cpu'))}; torch {env['torch']}, megatron-core {env['megatron_core']}")
     print_table(["mbs", "accum", "step ms", "tokens/s", "TFLOP/s", "MFU", "peak alloc GiB", "peak rsv GiB", "last loss"], rows)
     if best:
