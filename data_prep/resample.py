@@ -119,7 +119,8 @@ def resample_file(kept: Path, removed: Path | None, seed: int, measure_name: str
     """Rows of ``kept`` followed by the drawn copies (each with ``resample_copy`` = 1, 2, ...), and the stats.
 
     The rows are streamed: the retained file is read once to measure, once to copy from and once
-    while yielding; only the sizes are held in memory.
+    while yielding; only the sizes are held in memory. A file whose documents were all removed has no
+    retained file: nothing can be drawn, and its deficit shows as ``budget - total`` in the stats.
     """
     kept_sizes = _sizes(kept, text_field, measure)
     removed_sizes = _sizes(removed, text_field, measure)
@@ -128,7 +129,7 @@ def resample_file(kept: Path, removed: Path | None, seed: int, measure_name: str
                           retained=sum(kept_sizes), removed=sum(removed_sizes),
                           added=int(sum(kept_sizes[i] for i in copies)), documents_retained=len(kept_sizes),
                           documents_removed=len(removed_sizes), documents_added=len(copies))
-    return _resampled_rows(kept, copies), stats
+    return (_resampled_rows(kept, copies) if kept.exists() else iter(())), stats
 
 
 def _resampled_rows(kept: Path, copies: list[int]) -> Iterator[Record]:
@@ -141,6 +142,14 @@ def _resampled_rows(kept: Path, copies: list[int]) -> Iterator[Record]:
     for index, record in enumerate(iter_records(kept)):
         for copy in range(1, wanted.get(index, 0) + 1):
             yield Record(record.source, record.line, {**record.data, "resample_copy": copy})
+
+
+def filter_output_files(filter_dir: str | Path) -> list[Path]:
+    """``kept/<name>`` for every file name in ``kept/`` or ``removed/`` (sorted), existing or not."""
+    filter_dir = Path(filter_dir)
+    names = {p.name for sub in ("kept", "removed") if (filter_dir / sub).is_dir()
+             for p in (filter_dir / sub).iterdir() if p.is_file() and not p.name.startswith(".")}
+    return [filter_dir / "kept" / name for name in sorted(names)]
 
 
 def resample_filter_output(filter_dir: str | Path, seed: int = 0, tokenizer: str | Path | None = None,
@@ -160,7 +169,7 @@ def resample_filter_output(filter_dir: str | Path, seed: int = 0, tokenizer: str
     out_dir = Path(output_dir) if output_dir is not None else filter_dir / "resampled"
     measure_name, measure = text_measure(tokenizer)
     total = ResampleStats(measure=measure_name, seed=seed)
-    for kept in sorted(p for p in kept_dir.iterdir() if p.is_file() and not p.name.startswith(".")):
+    for kept in filter_output_files(filter_dir):
         rows, stats = resample_file(kept, filter_dir / "removed" / kept.name, seed, measure_name, measure, text_field)
         with atomic_path(out_dir / kept.name) as tmp, open(tmp, "w", encoding="utf-8") as handle:
             for record in rows:

@@ -230,12 +230,11 @@ class ResampleStep(_CountingStep):
         self.text_field = text_field
 
     def run(self, data: DocumentsPipeline = None, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
-        from data_prep.resample import ResampleStats, resample_file, text_measure
+        from data_prep.resample import ResampleStats, filter_output_files, resample_file, text_measure
 
         if data:
             yield from data
-        kept_dir = Path(self.filter_dir) / "kept"
-        files = sorted(p for p in kept_dir.iterdir() if p.is_file() and not p.name.startswith(".")) if kept_dir.is_dir() else []
+        files = filter_output_files(self.filter_dir)
         measure_name, measure = text_measure(self.tokenizer)
         total = ResampleStats(measure=measure_name, seed=self.seed)
         for kept in shard(files, rank, world_size):

@@ -173,3 +173,28 @@ def test_cli_prep_pipeline(shards, tmp_path, capsys):
     assert os.listdir(tmp_path / "out" / "resampled")
     assert main(["prep", "pipeline", "--input", str(shards), "--output", str(tmp_path / "o2"), "--executor", "slurm"]) == 2
     assert "partition" in capsys.readouterr().err
+
+
+def test_file_with_every_document_removed_is_reported_not_refilled(tmp_path):
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "ai.jsonl").write_text(json.dumps({"text": "OpenAI and DeepMind news."}) + "\n", encoding="utf-8")
+    (tmp_path / "in" / "plain.jsonl").write_text(json.dumps({"text": "Bread rises overnight."}) + "\n", encoding="utf-8")
+    summary = run_pipeline(PipelineConfig(inputs=[tmp_path / "in"], output_dir=tmp_path / "out", resample=True, tasks=2))
+    files = {f["file"]: f for rank in sorted((tmp_path / "out" / "stats" / "resample").glob("*.json"))
+             for f in json.loads(rank.read_text())["resample"]["files"]}
+    assert files["ai.jsonl"]["removed"] > 0 and files["ai.jsonl"]["total"] == 0
+    assert summary["blocks"]["resample"]["resample"]["documents_removed"] == 1
+    assert not (tmp_path / "out" / "resampled" / "ai.jsonl").exists()
+
+
+def test_cli_prep_resample_after_prep_filter(shards, tmp_path, capsys):
+    from megatron_alignpt.cli import main
+
+    assert main(["prep", "filter", "--input", str(shards), "--output", str(tmp_path / "f")]) == 0
+    assert main(["prep", "resample", "--filtered", str(tmp_path / "f"), "--seed", "2"]) == 0
+    report = json.loads((tmp_path / "f" / "resample.json").read_text())
+    assert report["measure"] == "bytes" and report["documents_added"] > 0
+    assert report["budget"] <= report["total"] and report["total_over_budget"] < 1.01
+    assert sorted(p.name for p in (tmp_path / "f" / "resampled").iterdir()) == ["a.jsonl", "b.jsonl", "c.jsonl"]
+    assert main(["prep", "resample", "--filtered", str(tmp_path / "nothing")]) == 2
+    assert "not a filter output" in capsys.readouterr().err
