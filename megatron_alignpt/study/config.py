@@ -66,6 +66,8 @@ class DataPlan:
     """Share of the CPT stage's tokens drawn from the synthetic documents (only with a ``cpt`` stage)."""
     cpt_corpus: Optional[Path] = None
     """Natural data mixed into CPT; None reuses the midtraining corpus (or the base corpus)."""
+    resample_seed: int = 0
+    """Seed of the resampling that refills the filtered corpus to the unfiltered token budget."""
     max_synthetic_repetitions: float = 50.0
     """Cap on how many times a stage may repeat the synthetic documents (epochs over them); a dose that
     needs more is refused when manifests are written, naming the stage and the tokens missing."""

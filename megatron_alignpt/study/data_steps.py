@@ -117,7 +117,7 @@ class StudyData:
     def resample_filtered(self, corpus_name: str) -> Path:
         """Refill the removed documents' token budget with copies of kept ones (as the paper does) into
         ``filtered/<corpus>/resampled/``, measured with the study tokenizer; stats in ``resample.json``."""
-        resample_filter_output(self.filtered_dir(corpus_name), seed=getattr(self.plan, "resample_seed", 0),
+        resample_filter_output(self.filtered_dir(corpus_name), seed=self.plan.resample_seed,
                                tokenizer=self.tokenizer)
         return self.filtered_dir(corpus_name) / "resampled"
 
@@ -147,19 +147,13 @@ class StudyData:
             for stage, tokens in stages.items():
                 self._manifest_for(cond, stage, tokens).to_json(self.manifest(cond.name, stage))
 
-    def inserts_synthetic(self, cond: ConditionSpec, stage: str) -> bool:
-        """Insertion stages: e2e -> pretraining and midtraining; mid -> midtraining; cpt -> CPT only."""
-        if cond.synthetic is None:
-            return False
-        return stage in {"e2e": ("pretrain", "midtrain"), "mid": ("midtrain",), "cpt": ("cpt",)}[cond.insertion]
-
     def dose(self, stage: str) -> float:
         return {"pretrain": self.plan.pretrain_dose, "midtrain": self.plan.midtrain_dose, "cpt": self.plan.cpt_dose}[stage]
 
     def _manifest_for(self, cond: ConditionSpec, stage: str, stage_tokens: int | None = None) -> BlendManifest:
         corpus = self.stage_corpus(stage)
         base = DatasetEntry.from_prefix(f"{corpus}_{cond.base}", self.prefix(f"{corpus}_{cond.base}"))
-        inserted = self.inserts_synthetic(cond, stage)
+        inserted = cond.inserts_synthetic(stage)
         synthetic = DatasetEntry.from_prefix(f"synthetic_{cond.synthetic}", self.prefix(f"synthetic_{cond.synthetic}")) if inserted else None
         dose = self.dose(stage) if inserted else 0.0
         return build_condition_manifest(cond.name, stage, [base], synthetic, dose, tokenizer=str(self.tokenizer),
