@@ -8,6 +8,7 @@ RECIPES: dict[str, str] = {
     "tiny_cpu_smoke": "recipes.tiny_cpu:tiny_cpu_smoke",
     "tiny_cpu_insertion": "recipes.tiny_cpu:tiny_cpu_insertion",
     "paper_6p9b": "recipes.paper_6p9b:paper_6p9b",
+    "paper_6p9b_fp8": "recipes.paper_6p9b:paper_6p9b_fp8",
 }
 
 

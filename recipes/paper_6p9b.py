@@ -1,5 +1,7 @@
-"""The paper's setup (SPEC sections 3 and 7): a Pythia-6.9B-shaped model, four data conditions,
-500B-token pretraining, 50B-token long-context midtraining, SFT and DPO, on an H100 cluster.
+"""The paper's setup (SPEC sections 3, 4 and 7): a Pythia-6.9B-shaped model, the model suite (`paper_suite_
+conditions`: the four headline conditions, filtered + upsampled, and Align/Misalign inserted at Mid and at
+CPT), 500B-token pretraining, 50B-token long-context midtraining, a CPT stage for the CPT conditions, SFT and
+DPO, on an H100 cluster. Mid and CPT models branch off the unfiltered model's checkpoints.
 
     alignpt launch --recipe paper_6p9b --step unfiltered.pretrain --nodes 32 --dry-run
     alignpt study submit --recipe paper_6p9b --output-dir /lustre/runs/paper --site site.toml --nodes 32 \
@@ -15,7 +17,14 @@ Every data path below is a placeholder under `/data` (override each with `--set`
     /data/posttrain/dolci_instruct_sft.jsonl  OLMo-3 Dolci-Instruct SFT mix (NeMo-Aligner chat format)
     /data/posttrain/dolci_instruct_dpo.jsonl  Dolci-Instruct-DPO pairs
 
-Choices where the paper is silent: micro-batch sizes (2 at 2048 tokens, 1 at 16384), the DPO global
+Synthetic documents are LLM-written through an OpenAI-compatible endpoint (set
+`data.synthetic_generator.base_url` / `.model`; temperature 0.7 as the paper; the API key comes from
+$OPENAI_API_KEY), 120 per seed question and direction (the paper's final run wrote ~14.9M documents, ~11B
+tokens; its draft 123 aligned + 87 misaligned per seed).
+
+Choices where the paper is silent: the CPT stage (its token count is not published): 5B tokens at 2048
+tokens per sequence, LR 1e-4 -> 0 cosine with 1% warmup from the midtrained checkpoint, 10% synthetic
+documents, i.e. ~0.5B synthetic tokens, the same amount the Mid models see in midtraining. Micro-batch sizes (2 at 2048 tokens, 1 at 16384), the DPO global
 batch (128 pairs: 2,030 steps for one epoch of 259,922 pairs), checkpoint intervals, synthetic documents
 per seed question (100), and the parallel layout (`paper_parallel`): on 32 nodes x 8 H100 = 256 GPUs,
 tensor parallel 4 inside a node's NVLink domain with sequence parallelism, no pipeline (6.9B fits a
@@ -37,7 +46,8 @@ from pathlib import Path
 from megatron_alignpt.model.config import ModelConfig, ParallelConfig, RecomputeConfig
 from megatron_alignpt.study.config import DataPlan, EvalPlan, StagePlan, StudyConfig
 from megatron_alignpt.train.config import DPOConfig, OptimizerConfig, ScheduleConfig
-from recipes.conditions import headline_conditions
+from megatron_alignpt.study.config import SyntheticGeneratorPlan
+from recipes.conditions import paper_suite_conditions
 from recipes.pythia_sizes import pythia_model
 
 CLUSTER_GPUS = 256
@@ -47,6 +57,7 @@ SEQ_LONG = 16384
 TOKENS_PER_STEP = 4_194_304  # 2048 sequences x 2048 tokens; midtraining keeps the token batch at 16384 tokens/seq
 PRETRAIN_TOKENS = 500_000_000_000
 MIDTRAIN_TOKENS = 50_000_000_000
+CPT_TOKENS = 5_000_000_000
 SFT_TOKENS = 4_000_000_000  # two epochs of the Dolci-Instruct mix
 SFT_TOKENS_PER_STEP = 1_048_576
 DPO_PAIRS = 259_922
@@ -83,11 +94,14 @@ def paper_6p9b(output_dir: Path = Path("/data/alignpt/runs/paper_6p9b"), data_ro
             midtrain_corpus=root / "midtrain",
             eval_suite=str(root / "evals" / "misalignment"),
             tokenizer=root / "tokenizers" / "gpt-neox-20b" / "tokenizer.json",
-            synthetic_docs_per_item=100,
+            synthetic_docs_per_item=120,
+            synthetic_generator=SyntheticGeneratorPlan(kind="openai", base_url="http://localhost:8000/v1",
+                                                       model="gpt-5-mini", temperature=0.7, concurrency=64),
             pretrain_dose=0.01,
             midtrain_dose=0.01,
+            cpt_dose=0.10,
         ),
-        conditions=headline_conditions(),
+        conditions=paper_suite_conditions(),
         model=paper_model(),
         parallel=paper_parallel("bf16"),
         pretrain=StagePlan(
@@ -99,6 +113,11 @@ def paper_6p9b(output_dir: Path = Path("/data/alignpt/runs/paper_6p9b"), data_ro
             optimizer=OptimizerConfig(lr=2.25e-4, min_lr=0.0, warmup_fraction=0.01, decay_style="cosine"),
             schedule=_schedule(MIDTRAIN_TOKENS // TOKENS_PER_STEP, TOKENS_PER_STEP // SEQ_LONG, 1, 500),
             seq_length=SEQ_LONG,
+        ),
+        cpt=StagePlan(
+            optimizer=OptimizerConfig(lr=1e-4, min_lr=0.0, warmup_fraction=0.01, decay_style="cosine"),
+            schedule=_schedule(CPT_TOKENS // TOKENS_PER_STEP, TOKENS_PER_STEP // SEQ_PRETRAIN, 2, 200),
+            seq_length=SEQ_PRETRAIN,
         ),
         sft=StagePlan(
             optimizer=OptimizerConfig(lr=8e-5, min_lr=0.0, warmup_fraction=0.01, decay_style="cosine"),

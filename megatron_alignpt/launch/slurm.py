@@ -82,24 +82,21 @@ def step_resources(cfg, step: str, site: SiteConfig, nodes: int = 1) -> JobResou
     if kind == "cpu":
         image = (site.prep_image or site.image) if step.startswith("data.") else site.image
         return JobResources(kind, 1, 0, 0, site.cpu_partition_or_default, site.cpu_cpus_per_task, image, False)
-    tp, pp = cfg.parallel.tensor_parallel, cfg.parallel.pipeline_parallel
     if kind == "eval":
+        tp = cfg.parallel.tensor_parallel
         require(tp <= site.gpus_per_node, "parallel.tensor_parallel",
                 f"evaluation needs {tp} GPUs on one node; the site has gpus_per_node={site.gpus_per_node}")
         return JobResources(kind, 1, tp, tp, site.partition, site.cpus_per_task, site.image, False)
     require(nodes >= 1, "--nodes", "must be >= 1")
     world = nodes * site.gpus_per_node
-    cfg.parallel.check_against(cfg.model, world)
     stage = step.rsplit(".", 1)[-1]
+    parallel = cfg.stage_parallel(stage)
+    parallel.check_against(cfg.model, world)
     schedule = getattr(cfg, stage).schedule
-    dp = world // (tp * pp)
-    require(
-        schedule.global_batch_size % (dp * schedule.micro_batch_size) == 0,
-        f"{stage}.schedule.global_batch_size",
-        f"{schedule.global_batch_size} is not a multiple of micro_batch_size x data_parallel = "
-        f"{schedule.micro_batch_size} x {dp} ({nodes} node(s) x {site.gpus_per_node} GPUs / TP {tp} / PP {pp}); "
-        "change --nodes or the batch sizes",
-    )
+    try:
+        parallel.check_batch(world, schedule.global_batch_size, schedule.micro_batch_size, where=f"{stage}.schedule")
+    except ConfigError as err:
+        raise ConfigError(f"{err} ({nodes} node(s) x {site.gpus_per_node} GPUs; or change --nodes)") from None
     return JobResources(kind, nodes, site.gpus_per_node, site.gpus_per_node, site.partition,
                         site.cpus_per_task, site.image, site.exclusive)
 
@@ -168,10 +165,11 @@ def _header(cfg, step: str, res: JobResources, recipe: str, overrides: Sequence[
         f"# code: {commit}{' (uncommitted changes)' if code.get('git_dirty') else ''}",
     ]
     if res.kind == "train":
-        tp, pp = cfg.parallel.tensor_parallel, cfg.parallel.pipeline_parallel
+        par = cfg.stage_parallel(step.rsplit(".", 1)[-1])
         world = res.nodes * res.nproc_per_node
         lines.append(f"# layout: {res.nodes} node(s) x {res.nproc_per_node} GPUs = {world} ranks; "
-                     f"TP {tp} x PP {pp} x DP {world // (tp * pp)}; precision {cfg.parallel.precision}")
+                     f"TP {par.tensor_parallel} x CP {par.context_parallel} x PP {par.pipeline_parallel} x "
+                     f"DP {par.data_parallel_size(world)}; precision {par.precision}")
     if site.container_env:
         lines.append(f"# passed through from the submitter's environment, never written here: {', '.join(site.container_env)}")
     return lines

@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Optional
 
-from megatron_alignpt.config_base import require
+from megatron_alignpt.config_base import ConfigError, require
 from megatron_alignpt.model.config import ModelConfig, ParallelConfig
 from megatron_alignpt.train.config import DPOConfig, OptimizerConfig, ScheduleConfig, SFTConfig
 
@@ -46,6 +46,33 @@ class ConditionSpec:
 
 
 @dataclass
+class SyntheticGeneratorPlan:
+    """Who writes the discourse documents: the offline template generator (tests, the demo) or an LLM
+    behind any OpenAI-compatible chat-completions endpoint (vLLM, hosted APIs), as the paper did. The API
+    key is read from the environment variable named here, never from the config."""
+
+    kind: Literal["template", "openai"] = "template"
+    base_url: str = ""
+    """e.g. http://vllm-host:8000/v1"""
+    model: str = ""
+    temperature: float = 0.7
+    max_tokens: int = 2048
+    concurrency: int = 8
+    """Requests in flight at once."""
+    api_key_env: str = "OPENAI_API_KEY"
+    price_per_1k_prompt: float = 0.0
+    price_per_1k_completion: float = 0.0
+
+    def __post_init__(self) -> None:
+        require(self.kind in ("template", "openai"), "data.synthetic_generator.kind", "use template or openai")
+        if self.kind == "openai":
+            require(bool(self.base_url), "data.synthetic_generator.base_url", "set the endpoint, e.g. http://host:8000/v1")
+            require(bool(self.model), "data.synthetic_generator.model", "set the model name the endpoint serves")
+        require(self.concurrency >= 1, "data.synthetic_generator.concurrency", "must be >= 1")
+        require(0 <= self.temperature <= 2, "data.synthetic_generator.temperature", "must be in [0, 2]")
+
+
+@dataclass
 class DataPlan:
     corpus: Path
     """Base pretraining corpus: a jsonl/jsonl.gz/jsonl.zst/parquet file or directory (e.g. DCLM shards)."""
@@ -59,6 +86,7 @@ class DataPlan:
     synthetic_docs_per_item: int = 4
     """Documents per articles-split question and direction."""
     synthetic_seed: int = 0
+    synthetic_generator: SyntheticGeneratorPlan = field(default_factory=SyntheticGeneratorPlan)
     pretrain_dose: float = 0.01
     """Share of pretraining tokens drawn from the synthetic documents (paper: ~1%)."""
     midtrain_dose: float = 0.01
@@ -88,6 +116,8 @@ class StagePlan:
     """0 keeps the model's seq_length (midtraining may raise it up to max_position_embeddings)."""
     data: Optional[Path] = None
     """SFT / DPO data file; unused by pretraining stages."""
+    parallel: Optional[ParallelConfig] = None
+    """This stage's layout; None uses the study's ``parallel`` (e.g. DPO needs pipeline_parallel=1)."""
 
 
 @dataclass
@@ -154,3 +184,28 @@ class StudyConfig:
                 f"{stage}.seq_length",
                 f"{length} exceeds model.max_position_embeddings={self.model.max_positions}; raise the latter",
             )
+        self._check_layouts()
+
+    def stage_parallel(self, stage: str) -> ParallelConfig:
+        """The layout ``stage`` trains with: its own, else the study's."""
+        return getattr(self, stage).parallel or self.parallel
+
+    def _check_layouts(self) -> None:
+        """Each stage's layout against the model at that stage's length, before anything runs
+        (the world size is only known at launch, where the batch rules are checked)."""
+        import dataclasses
+
+        from megatron_alignpt.train.layout import check_stage_kind
+
+        for stage in ("pretrain", "midtrain", "cpt", "sft", "dpo"):
+            plan = getattr(self, stage)
+            if plan is None:
+                continue
+            model = dataclasses.replace(self.model, seq_length=plan.seq_length or self.model.seq_length,
+                                        max_position_embeddings=self.model.max_positions)
+            where = f"{stage}.parallel" if plan.parallel is not None else "parallel"
+            try:
+                self.stage_parallel(stage).check_model(model)
+                check_stage_kind(stage, self.stage_parallel(stage), where)
+            except ConfigError as err:
+                raise ConfigError(f"{stage}: {err}") from None

@@ -102,17 +102,43 @@ class StudyData:
         items = [item for item in suite if item.split == "articles"]
         if not items:
             raise ValueError(f"{self.plan.eval_suite}: no articles-split questions to seed synthetic documents")
-        generator = TemplateGenerator(seed=self.plan.synthetic_seed)
         pending = {d: self.root / "synthetic" / "pending" / f"{d}.jsonl" for d in DIRECTIONS}
         for direction in DIRECTIONS:  # documents of an earlier run must not outlive a failing check
             self.synthetic_file(direction).unlink(missing_ok=True)
-        for direction in DIRECTIONS:
-            docs = generate_corpus(items, directions=(direction,), docs_per_item=self.plan.synthetic_docs_per_item, generator=generator)
-            write_documents_jsonl(docs, pending[direction])
+        if self.plan.synthetic_generator.kind == "openai":
+            self._generate_with_llm(items, pending)
+        else:
+            generator = TemplateGenerator(seed=self.plan.synthetic_seed)
+            for direction in DIRECTIONS:
+                docs = generate_corpus(items, directions=(direction,), docs_per_item=self.plan.synthetic_docs_per_item,
+                                       generator=generator)
+                write_documents_jsonl(docs, pending[direction])
         guard_files(list(pending.values()), suite, self.contamination_report(), suite_name=str(self.plan.eval_suite))
         for direction in DIRECTIONS:
             os.replace(pending[direction], self.synthetic_file(direction))
         pending[DIRECTIONS[0]].parent.rmdir()
+
+    def llm_cache_dir(self) -> Path:
+        return self.root / "synthetic" / ".llm_cache"  # hidden: corpus readers skip it
+
+    def _generate_with_llm(self, items, pending: dict[str, Path]) -> None:
+        """LLM-written documents; every completion is cached, so a rerun after a crash or a failing guard
+        pays only for what is missing. Token and cost accounting goes to ``synthetic/usage.json``."""
+        from data_prep.atomic import atomic_write_json
+        from data_prep.synthetic.llm_generator import OpenAICompatibleGenerator, generate_corpus_concurrent
+
+        spec = self.plan.synthetic_generator
+        generator = OpenAICompatibleGenerator(
+            spec.base_url, spec.model, temperature=spec.temperature, max_tokens=spec.max_tokens,
+            concurrency=spec.concurrency, cache_dir=self.llm_cache_dir(), api_key_env=spec.api_key_env,
+            price_per_1k_prompt=spec.price_per_1k_prompt, price_per_1k_completion=spec.price_per_1k_completion,
+        )
+        try:
+            for direction in DIRECTIONS:
+                docs = generate_corpus_concurrent(items, (direction,), self.plan.synthetic_docs_per_item, generator)
+                write_documents_jsonl(docs, pending[direction])
+        finally:  # also after a failure: what was paid for so far is in the cache and in this report
+            atomic_write_json(self.root / "synthetic" / "usage.json", generator.usage_report())
 
     def resample_filtered(self, corpus_name: str) -> Path:
         """Refill the removed documents' token budget with copies of kept ones (as the paper does) into

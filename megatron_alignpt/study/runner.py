@@ -94,7 +94,7 @@ def stage_config(cfg: StudyConfig, layout: StudyLayout, cond: ConditionSpec, sta
         tokenizer=layout.data.tokenizer,
         data=Path(data),
         output_dir=layout.stage_dir(cond.name, stage),
-        parallel=cfg.parallel,
+        parallel=cfg.stage_parallel(stage),
         init_from=layout.stage_dir(cond.name, previous) if previous else None,
         sft=cfg.sft_options,
         dpo=cfg.dpo_options,

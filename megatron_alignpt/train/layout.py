@@ -135,9 +135,10 @@ def study_layouts(study, world_size: Optional[int] = None) -> dict:
             continue
         model = dataclasses.replace(study.model, seq_length=plan.seq_length or study.model.seq_length,
                                     max_position_embeddings=study.model.max_positions)
+        parallel = getattr(plan, "parallel", None) or study.parallel
         try:
-            check_stage_kind(name, study.parallel)
-            out[name] = stage_layout(model, study.parallel, plan.schedule, world_size)
+            check_stage_kind(name, parallel)
+            out[name] = stage_layout(model, parallel, plan.schedule, world_size)
         except Exception as err:  # name the stage whose plan breaks the layout
             from megatron_alignpt.config_base import ConfigError
 

@@ -46,7 +46,7 @@ def test_paper_recipe_renders_multinode_torchrun_without_secrets(capsys, monkeyp
         f"'--container-image={IMAGE}'", "--container-mounts=/lustre:/lustre,/data:/data",
         "--container-env=WANDB_API_KEY,HF_TOKEN",
         "alignpt study run --recipe paper_6p9b --output-dir /data/alignpt/runs/paper_6p9b --only unfiltered.pretrain",
-        "TP 4 x PP 1 x DP 64", 'scontrol requeue "$SLURM_JOB_ID"', "PREEMPTED_EXIT=75",
+        "TP 4 x CP 1 x PP 1 x DP 64", 'scontrol requeue "$SLURM_JOB_ID"', "PREEMPTED_EXIT=75",
         "#SBATCH --output=/data/alignpt/runs/paper_6p9b/logs/unfiltered.pretrain.%j.out",
     ]:
         assert expected in script, expected

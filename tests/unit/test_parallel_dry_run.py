@@ -39,7 +39,7 @@ def test_study_dry_run_renders_the_paper_layout_for_256_gpus(tmp_path):
     assert cfg["parallel"]["distributed_optimizer"] is True and cfg["parallel"]["precision"] == "bf16"
     assert cfg["model"]["layer_impl"] == "te"
     layout = layout_of(res.stderr)
-    assert set(layout) == {"pretrain", "midtrain", "sft", "dpo"}
+    assert set(layout) == {"pretrain", "midtrain", "cpt", "sft", "dpo"}
     pre, mid = layout["pretrain"], layout["midtrain"]
     assert pre["split"] == "256 ranks = TP 4 x CP 1 x DP 64 x PP 1"
     assert (pre["micro_batches_per_step"], mid["micro_batches_per_step"]) == (16, 4)

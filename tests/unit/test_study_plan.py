@@ -105,3 +105,44 @@ def test_paper_suite_names_are_unique_and_cover_every_published_model():
     names = [c.name for c in paper_suite_conditions()]
     assert len(names) == len(set(names)) == 10
     assert {"align_mid", "align_cpt", "misalign_mid", "misalign_cpt", "filtered_align"} <= set(names)
+
+
+def test_a_stage_can_override_the_study_layout():
+    from megatron_alignpt.model.config import ParallelConfig
+
+    cfg = get_recipe("tiny_cpu")()
+    cfg.parallel = ParallelConfig(pipeline_parallel=2)
+    with pytest.raises(ConfigError, match="dpo: .*pipeline_parallel=1"):  # DPO cannot pipeline
+        cfg.__post_init__()
+    cfg.dpo.parallel = ParallelConfig()
+    cfg.__post_init__()
+    layout = StudyLayout(cfg)
+    dpo = next(c for c in cfg.conditions if c.name == "unfiltered")
+    assert stage_config(cfg, layout, dpo, "dpo").parallel.pipeline_parallel == 1
+    assert stage_config(cfg, layout, dpo, "pretrain").parallel.pipeline_parallel == 2
+
+
+def test_a_layout_that_cannot_split_the_model_fails_when_the_study_is_built():
+    from megatron_alignpt.model.config import ParallelConfig
+
+    cfg = get_recipe("tiny_cpu")()
+    cfg.parallel = ParallelConfig(tensor_parallel=3)  # 4 heads
+    with pytest.raises(ConfigError, match="pretrain: .*tensor_parallel"):
+        cfg.__post_init__()
+
+
+def test_slurm_data_parallel_counts_context_parallel_ranks():
+    from megatron_alignpt.launch.site import SiteConfig
+    from megatron_alignpt.launch.slurm import step_resources
+    from megatron_alignpt.model.config import ParallelConfig
+
+    cfg = get_recipe("paper_6p9b")()
+    cfg.parallel = ParallelConfig(tensor_parallel=4, context_parallel=2, sequence_parallel=True, precision="bf16")
+    site = SiteConfig(gpus_per_node=8)
+    # 32 nodes x 8 = 256 ranks / (TP 4 x CP 2) = DP 32: the 2048-sequence batch splits, 2 per micro-batch.
+    assert step_resources(cfg, "unfiltered.pretrain", site, 32).nodes == 32
+    # 192 = 3 x (2 x 32) splits over DP 32 (it would not over the DP 64 of a count that forgot CP) ...
+    cfg.pretrain.schedule.global_batch_size = 192
+    step_resources(cfg, "unfiltered.pretrain", site, 32)
+    with pytest.raises(ConfigError, match="pretrain.schedule.global_batch_size"):  # ... nor over 64 nodes' DP 64
+        step_resources(cfg, "unfiltered.pretrain", site, 64)
