@@ -27,6 +27,8 @@ setup(
         "prep": [],
         "train": TRAIN,
         "analysis": ANALYSIS,
+        # Analysts' front end for notebooks/ (not needed to execute them: the report uses nbclient).
+        "lab": ANALYSIS + ["jupyterlab>=4"],
         "hf": HF,
         "eval": EVAL,
         # Linters for the rendered Slurm scripts and Dockerfiles ship their binaries in these wheels.

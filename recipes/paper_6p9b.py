@@ -45,7 +45,7 @@ from pathlib import Path
 
 from megatron_alignpt.model.config import ModelConfig, ParallelConfig, RecomputeConfig
 from megatron_alignpt.study.config import DataPlan, EvalPlan, StagePlan, StudyConfig
-from megatron_alignpt.train.config import DPOConfig, OptimizerConfig, ScheduleConfig
+from megatron_alignpt.train.config import DPOConfig, OptimizerConfig, ScheduleConfig, SFTConfig
 from megatron_alignpt.study.config import SyntheticGeneratorPlan
 from recipes.conditions import paper_suite_conditions
 from recipes.pythia_sizes import pythia_model
@@ -131,8 +131,10 @@ def paper_6p9b(output_dir: Path = Path("/data/alignpt/runs/paper_6p9b"), data_ro
             seq_length=SEQ_PRETRAIN,
             data=root / "posttrain" / "dolci_instruct_dpo.jsonl",
         ),
-        dpo_options=DPOConfig(beta=5.0),
-        eval=EvalPlan(formats="all", system_prompts="all", batch_size=32),
+        sft_options=SFTConfig(packing="first_fit"),  # the step count assumes full 16k-token sequences
+        dpo_options=DPOConfig(beta=5.0, reference="cached"),
+        eval=EvalPlan(formats="all", system_prompts="all", batch_size=32, generate_system_prompts="all",
+                      capability_tasks="paper"),
     )
 
 

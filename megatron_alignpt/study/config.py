@@ -131,6 +131,10 @@ class EvalPlan:
     generate_system_prompts: str = "none"
     """System prompts for the generate pass (it costs a decode per item, so it may use fewer)."""
     generate_max_new_tokens: int = 32
+    capability_tasks: str = ""
+    """lm-eval tasks scored after DPO (step ``<condition>.eval_capabilities``): "paper" for the paper's
+    benchmarks and shots, a comma list of task names, or "" for none. Tasks whose data cannot be loaded
+    (e.g. offline) are skipped and recorded as such."""
 
     def __post_init__(self) -> None:
         require(self.batch_size > 0, "eval.batch_size", "must be > 0")

@@ -134,6 +134,24 @@ def _evaluate(cfg, layout, cond, stage, when, scoring: str = "logprob") -> Calla
     return run
 
 
+def _capabilities(cfg, layout, cond) -> Callable[[], None]:
+    def run() -> None:
+        from data_prep.atomic import atomic_write_json
+        from megatron_alignpt.eval.capabilities import TaskDataUnavailable, run_capabilities
+
+        out_dir = layout.eval_dir(cond.name, "post_capabilities")
+        try:
+            run_capabilities(checkpoint=layout.stage_dir(cond.name, "dpo"), tasks=cfg.eval.capability_tasks,
+                             out_dir=out_dir, tensor_parallel=cfg.parallel.tensor_parallel, skip_unavailable=True,
+                             labels={"condition": cond.name, "stage": "post"})
+        except TaskDataUnavailable as err:  # no task could load (offline): say so, do not fail the study
+            if _is_global_rank0():
+                atomic_write_json(out_dir / "unavailable.json", {"tasks": cfg.eval.capability_tasks, "reasons": err.reasons})
+            print(f"capabilities for {cond.name} skipped: {err}", flush=True)
+
+    return run
+
+
 def plan_steps(cfg: StudyConfig) -> list[Step]:
     layout = StudyLayout(cfg)
     data = layout.data
@@ -155,6 +173,8 @@ def plan_steps(cfg: StudyConfig) -> list[Step]:
         steps.append(Step(f"{cond.name}.eval_post", _evaluate(cfg, layout, cond, "dpo", "post")))
         if cfg.eval.post_generate:
             steps.append(Step(f"{cond.name}.eval_post_generate", _evaluate(cfg, layout, cond, "dpo", "post", "generate")))
+        if cfg.eval.capability_tasks:
+            steps.append(Step(f"{cond.name}.eval_capabilities", _capabilities(cfg, layout, cond)))
     steps.append(Step("results", lambda: _collect(layout)))
     steps.append(Step("report", lambda: _report(layout)))
     return steps

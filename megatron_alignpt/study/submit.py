@@ -38,6 +38,7 @@ def condition_edges(cfg: StudyConfig, cond: ConditionSpec) -> dict[str, tuple[st
     edges["eval_base"] = (pretraining_stages(cfg, cond)[-1],)
     edges["eval_post"] = ("dpo",)
     edges["eval_post_generate"] = ("dpo",)
+    edges["eval_capabilities"] = ("dpo",)
     return edges
 
 

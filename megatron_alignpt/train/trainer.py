@@ -55,7 +55,10 @@ def build_task(cfg: StageConfig, tokenizer: TextTokenizer, model_builder):
         return SFTTask(cfg.data, tokenizer, cfg.model.seq_length, cfg.schedule.seed, cfg.sft)
     from megatron_alignpt.posttrain.dpo import DPOTask
 
-    return DPOTask(cfg.data, tokenizer, cfg.model.seq_length, cfg.schedule.seed, cfg.dpo, model_builder, cfg.init_from)
+    # The cached reference log-probabilities live with the stage, so a resume reuses them and the run
+    # directory keeps everything it was trained from.
+    return DPOTask(cfg.data, tokenizer, cfg.model.seq_length, cfg.schedule.seed, cfg.dpo, model_builder, cfg.init_from,
+                   cache_dir=Path(cfg.output_dir) / "reference_logps")
 
 
 def wrap_ddp(model, parallel: Optional[ParallelConfig] = None):

@@ -146,3 +146,17 @@ def test_slurm_data_parallel_counts_context_parallel_ranks():
     step_resources(cfg, "unfiltered.pretrain", site, 32)
     with pytest.raises(ConfigError, match="pretrain.schedule.global_batch_size"):  # ... nor over 64 nodes' DP 64
         step_resources(cfg, "unfiltered.pretrain", site, 64)
+
+
+def test_capability_step_runs_after_dpo_and_records_unloadable_tasks(tmp_path):
+    import json
+
+    cfg = get_recipe("tiny_cpu")(tmp_path / "study")
+    assert not any(n.endswith("eval_capabilities") for n in step_names(cfg))  # off unless asked for
+    cfg.eval.capability_tasks = "no_such_task_anywhere"
+    steps = {s.name: s for s in plan_steps(cfg)}
+    assert step_graph(cfg)["filtered.eval_capabilities"] == ["filtered.dpo"]
+    assert "filtered.eval_capabilities" in step_graph(cfg)["results"]
+    steps["filtered.eval_capabilities"].run()  # the task cannot load: recorded, the study goes on
+    note = json.loads((tmp_path / "study" / "evals" / "filtered" / "post_capabilities" / "unavailable.json").read_text())
+    assert "no_such_task_anywhere" in note["reasons"]
