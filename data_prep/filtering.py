@@ -12,13 +12,13 @@ import json
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import IO, Any, Iterable
+from typing import IO, Any
 
 from tqdm import tqdm
 
 from data_prep.atomic import atomic_dir, atomic_write_json
 from data_prep.blocklist import Blocklist
-from data_prep.readers import data_file_stem, iter_records, list_input_files, to_document
+from data_prep.readers import data_file_stem, iter_records, to_document, unique_input_files
 
 
 @dataclass
@@ -51,19 +51,6 @@ class FilterStats:
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "flag_rate": self.flag_rate}
-
-
-def _input_files(inputs: Iterable[Path] | Path) -> list[Path]:
-    """Expand files/directories and refuse two inputs that would write the same output name."""
-    paths = [inputs] if isinstance(inputs, (str, Path)) else list(inputs)
-    files = [f for p in paths for f in list_input_files(p)]
-    seen: dict[str, Path] = {}
-    for file in files:
-        stem = data_file_stem(file)
-        if stem in seen:
-            raise ValueError(f"inputs {seen[stem]} and {file} would both write {stem}.jsonl; rename one of them")
-        seen[stem] = file
-    return files
 
 
 def _write_row(handle: IO[str], row: dict[str, Any]) -> None:
@@ -109,7 +96,7 @@ def run_filter(inputs: list[Path] | Path, output_dir: Path, blocklist: Blocklist
     An existing non-empty ``output_dir`` is refused unless ``overwrite=True``.
     """
     blocklist = blocklist or Blocklist.load()
-    files = _input_files(inputs)
+    files = unique_input_files(inputs)
     stats = FilterStats()
     with atomic_dir(Path(output_dir), overwrite=overwrite) as tmp:
         (tmp / "kept").mkdir()

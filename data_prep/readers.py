@@ -10,7 +10,7 @@ import io
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, NamedTuple
+from typing import Any, Iterable, Iterator, NamedTuple
 
 from data_prep.errors import DataFormatError
 
@@ -160,3 +160,16 @@ def iter_documents(path: str | Path, text_field: str = "text", id_field: str = "
     """Yield validated documents; a missing id becomes ``"<filestem>:<line>"``."""
     for record in iter_records(path):
         yield to_document(record, text_field, id_field)
+
+
+def unique_input_files(inputs: Iterable[str | Path] | str | Path) -> list[Path]:
+    """Expand files/directories and refuse two inputs that would write the same output name."""
+    paths = [inputs] if isinstance(inputs, (str, Path)) else list(inputs)
+    files = [f for p in paths for f in list_input_files(p)]
+    seen: dict[str, Path] = {}
+    for file in files:
+        stem = data_file_stem(file)
+        if stem in seen:
+            raise ValueError(f"inputs {seen[stem]} and {file} would both write {stem}.jsonl; rename one of them")
+        seen[stem] = file
+    return files

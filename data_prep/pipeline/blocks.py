@@ -22,7 +22,7 @@ from datatrove.data import Document, DocumentsPipeline
 from datatrove.pipeline.base import PipelineStep
 
 from data_prep.atomic import atomic_write_json, temp_sibling
-from data_prep.readers import data_file_stem, iter_records, list_input_files, to_document
+from data_prep.readers import data_file_stem, iter_records, to_document, unique_input_files
 
 ROW = "row"
 """``Document.metadata`` key holding the input record (all its fields), written back unchanged."""
@@ -33,18 +33,6 @@ STEM = "stem"
 def shard(items: list, rank: int, world_size: int) -> list:
     """The items of task ``rank``: every ``world_size``-th, starting at ``rank``."""
     return items[rank::world_size]
-
-
-def input_files(inputs: list[str | Path]) -> list[Path]:
-    """Expand files/directories (sorted) and refuse two inputs that would write the same output name."""
-    files = [f for p in inputs for f in list_input_files(p)]
-    seen: dict[str, Path] = {}
-    for file in files:
-        stem = data_file_stem(file)
-        if stem in seen:
-            raise ValueError(f"inputs {seen[stem]} and {file} would both write {stem}.jsonl; rename one of them")
-        seen[stem] = file
-    return files
 
 
 class _CountingStep(PipelineStep):
@@ -85,7 +73,7 @@ class DocumentReader(_CountingStep):
     def __init__(self, inputs: list[str | Path], text_field: str = "text", id_field: str = "id",
                  stats_dir: str | Path | None = None) -> None:
         super().__init__(stats_dir)
-        self.files = [str(f) for f in input_files(list(inputs))]
+        self.files = [str(f) for f in unique_input_files(list(inputs))]
         self.text_field = text_field
         self.id_field = id_field
 
