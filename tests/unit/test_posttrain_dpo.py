@@ -118,7 +118,8 @@ def test_cached_reference_matches_online_and_is_reused_on_resume(posttrain_data,
     cached_cfg = _stage(*args, tmp_path / "cached", iters=4, init_from=sft_checkpoint, save_interval=2,
                         dpo=DPOConfig(beta=0.5, reference="cached"))
     run_stage(cached_cfg, stop_after=3)  # interrupted after step 3; the last checkpoint is step 2
-    entries = list((tmp_path / "cache" / "dpo_reference").glob("*.npy"))
+    entries = list((tmp_path / "cached" / "reference_logps").glob("*.npy"))  # kept with the stage
+    assert not (tmp_path / "cache").exists()
     assert len(entries) == 1
     meta = json.loads(entries[0].with_suffix(".json").read_text())
     assert meta["n_pairs"] == 12 and meta["seq_length"] == 64 and len(meta["reference_sha256"]) == 64
