@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Optional
 
-from megatron_alignpt.config_base import ConfigError, require
+from megatron_alignpt.config_base import require
 from megatron_alignpt.model.config import ModelConfig, ParallelConfig
 from megatron_alignpt.train.config import DPOConfig, OptimizerConfig, ScheduleConfig, SFTConfig
 
@@ -197,19 +197,6 @@ class StudyConfig:
     def _check_layouts(self) -> None:
         """Each stage's layout against the model at that stage's length, before anything runs
         (the world size is only known at launch, where the batch rules are checked)."""
-        import dataclasses
+        from megatron_alignpt.train.layout import check_study_stages
 
-        from megatron_alignpt.train.layout import check_stage_kind
-
-        for stage in ("pretrain", "midtrain", "cpt", "sft", "dpo"):
-            plan = getattr(self, stage)
-            if plan is None:
-                continue
-            model = dataclasses.replace(self.model, seq_length=plan.seq_length or self.model.seq_length,
-                                        max_position_embeddings=self.model.max_positions)
-            where = f"{stage}.parallel" if plan.parallel is not None else "parallel"
-            try:
-                self.stage_parallel(stage).check_model(model)
-                check_stage_kind(stage, self.stage_parallel(stage), where)
-            except ConfigError as err:
-                raise ConfigError(f"{stage}: {err}") from None
+        check_study_stages(self)

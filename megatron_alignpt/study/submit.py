@@ -45,7 +45,7 @@ def condition_edges(cfg: StudyConfig, cond: ConditionSpec) -> dict[str, tuple[st
 def step_graph(cfg: StudyConfig) -> dict[str, list[str]]:
     """Each step of the study (in run order) -> the steps it must wait for."""
     steps = [s.name for s in plan_steps(cfg)]
-    conditions = {c.name: c for c in cfg.conditions}
+    edges = {c.name: condition_edges(cfg, c) for c in cfg.conditions}
     data = [s for s in steps if s.startswith("data.")]
     evals = [s for s in steps if step_kind(s) == "eval"]
     layout = StudyLayout(cfg)
@@ -55,9 +55,8 @@ def step_graph(cfg: StudyConfig) -> dict[str, list[str]]:
         if step in data:
             j = data.index(step)
             graph[step] = data[j - 1: j] if j else []
-        elif cond in conditions and suffix in condition_edges(cfg, conditions[cond]):
-            waits = condition_edges(cfg, conditions[cond])[suffix]
-            graph[step] = [f"{layout.stage_owner(cond, s)}.{s}" for s in waits] or data[-1:]
+        elif cond in edges and suffix in edges[cond]:
+            graph[step] = [f"{layout.stage_owner(cond, s)}.{s}" for s in edges[cond][suffix]] or data[-1:]
         elif step == "results":
             graph[step] = evals
         else:  # report, or a step added later: wait for the step before it

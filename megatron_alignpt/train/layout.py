@@ -124,25 +124,43 @@ def check_stage_kind(kind: str, parallel: ParallelConfig, where: str = "parallel
 STUDY_STAGES = ("pretrain", "midtrain", "cpt", "sft", "dpo")
 
 
-def study_layouts(study, world_size: Optional[int] = None) -> dict:
-    """`stage_layout` for every training stage of a study (each with its own sequence length and batch)."""
+def study_stages(study):
+    """(stage, model at that stage's length, the stage's layout, its plan) for every training stage of a
+    study; the layout is the stage's own ``parallel`` or else the study's."""
     import dataclasses
 
-    out = {}
     for name in STUDY_STAGES:
         plan = getattr(study, name, None)
         if plan is None:
             continue
         model = dataclasses.replace(study.model, seq_length=plan.seq_length or study.model.seq_length,
                                     max_position_embeddings=study.model.max_positions)
-        parallel = getattr(plan, "parallel", None) or study.parallel
-        try:
-            check_stage_kind(name, parallel)
-            out[name] = stage_layout(model, parallel, plan.schedule, world_size)
-        except Exception as err:  # name the stage whose plan breaks the layout
-            from megatron_alignpt.config_base import ConfigError
+        yield name, model, getattr(plan, "parallel", None) or study.parallel, plan
 
-            if isinstance(err, ConfigError):
-                raise ConfigError(f"{name}: {err}") from None
-            raise
+
+def check_study_stages(study) -> None:
+    """The layout rules that need no world size, per stage, with the stage named in the error. Imports
+    no megatron, so a study config still loads on a torch-free data node."""
+    from megatron_alignpt.config_base import ConfigError
+
+    for name, model, parallel, plan in study_stages(study):
+        where = f"{name}.parallel" if getattr(plan, "parallel", None) is not None else "parallel"
+        try:
+            parallel.check_model(model)
+            check_stage_kind(name, parallel, where)
+        except ConfigError as err:
+            raise ConfigError(f"{name}: {err}") from None
+
+
+def study_layouts(study, world_size: Optional[int] = None) -> dict:
+    """`stage_layout` for every training stage of a study (each with its own sequence length and batch)."""
+    from megatron_alignpt.config_base import ConfigError
+
+    check_study_stages(study)
+    out = {}
+    for name, model, parallel, plan in study_stages(study):
+        try:
+            out[name] = stage_layout(model, parallel, plan.schedule, world_size)
+        except ConfigError as err:  # name the stage whose plan breaks the layout
+            raise ConfigError(f"{name}: {err}") from None
     return out

@@ -160,3 +160,15 @@ def test_capability_step_runs_after_dpo_and_records_unloadable_tasks(tmp_path):
     steps["filtered.eval_capabilities"].run()  # the task cannot load: recorded, the study goes on
     note = json.loads((tmp_path / "study" / "evals" / "filtered" / "post_capabilities" / "unavailable.json").read_text())
     assert "no_such_task_anywhere" in note["reasons"]
+
+
+def test_study_configs_build_without_torch_or_megatron():
+    """Data nodes run the study's data steps from the same recipes, on an image without torch."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from recipes import get_recipe; get_recipe('paper_6p9b')(); get_recipe('tiny_cpu_insertion')(); "
+            "print(sorted(m for m in ('torch', 'megatron') if m in sys.modules))")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip() == "[]"
