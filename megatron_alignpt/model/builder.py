@@ -19,7 +19,7 @@ from megatron.core.transformer.transformer_config import TransformerConfig
 
 from megatron_alignpt.cpu_compat import pipeline_p2p_settings
 from megatron_alignpt.model.config import FP8_RECIPES, ModelConfig, ParallelConfig
-from megatron_alignpt.model.specs import layer_spec, resolve_layer_impl
+from megatron_alignpt.model.specs import apex_layer_norm_available, block_spec, resolve_layer_impl
 
 VOCAB_MULTIPLE = 128
 FP8_MIN_CAPABILITY = (9, 0)
@@ -116,10 +116,6 @@ def ddp_config(parallel: ParallelConfig) -> DistributedDataParallelConfig:
     )
 
 
-def _apex_layer_norm_available() -> bool:
-    return importlib.util.find_spec("apex") is not None
-
-
 def check_runtime(model: ModelConfig, parallel: ParallelConfig) -> None:
     """Refuse layouts this machine cannot run, with what to change. Call before building."""
     parallel.check_model(model)
@@ -150,10 +146,10 @@ def check_runtime(model: ModelConfig, parallel: ParallelConfig) -> None:
     if (parallel.overlap_grad_reduce or parallel.overlap_param_gather) and not cuda:
         raise LayoutUnavailable("parallel.overlap_grad_reduce / overlap_param_gather overlap NCCL collectives with "
                                 "compute (GPU only); set both to false on CPU")
-    if parallel.sequence_parallel and impl != "te" and not _apex_layer_norm_available():
+    if parallel.sequence_parallel and impl != "te" and not apex_layer_norm_available():
         raise LayoutUnavailable(
-            f"parallel.sequence_parallel with model.layer_impl={impl} needs apex's FusedLayerNorm (torch's LayerNorm "
-            "has no sequence-parallel path in megatron-core); use layer_impl=te or install apex")
+            f"parallel.sequence_parallel with model.layer_impl={impl} needs apex's FusedLayerNorm on a GPU (torch's "
+            "LayerNorm has no sequence-parallel path in megatron-core); use layer_impl=te or install apex")
 
 
 def _pipeline_position(vp_stage: Optional[int]) -> tuple[bool, bool]:
@@ -176,7 +172,7 @@ def build_gpt_model(
     pre_process, post_process = _pipeline_position(vp_stage)
     gpt = GPTModel(
         config=config,
-        transformer_layer_spec=layer_spec(model.architecture, model.layer_impl),
+        transformer_layer_spec=block_spec(config, model.architecture, model.layer_impl, vp_stage),
         vocab_size=padded_vocab_size(vocab_size, parallel.tensor_parallel),
         max_sequence_length=model.max_positions,
         pre_process=pre_process,

@@ -1,15 +1,35 @@
-"""Layer specs by implementation: Transformer Engine, megatron-core local, or local with SDPA."""
+"""Layer specs by implementation: Transformer Engine, megatron-core local, or local with SDPA.
+
+Which modules a model is built from is decided here from the device, never from what happens to
+be installed. megatron-core picks its default LayerNorm when it is imported (TE's when
+transformer_engine imports, else apex's, else torch's) and uses it for the final LayerNorm of a
+block built from a layer spec; on a CPU machine with TE installed (every NGC image with CUDA
+hidden) that TE module fails at the first forward. So every spec here names all of its norms,
+the final one included (`block_spec`): TE's with layer_impl=te, apex's fused LayerNorm on GPU
+when apex is present, torch's otherwise (always on CPU).
+"""
 from __future__ import annotations
 
 import copy
 import importlib.util
+from typing import Optional
 
 import torch
 from megatron.core.transformer.spec_utils import ModuleSpec
 
 
+def _installed(module: str) -> bool:
+    return importlib.util.find_spec(module) is not None
+
+
 def transformer_engine_available() -> bool:
-    return torch.cuda.is_available() and importlib.util.find_spec("transformer_engine") is not None
+    """TE can run here: it is installed and there is a GPU for its kernels."""
+    return torch.cuda.is_available() and _installed("transformer_engine")
+
+
+def apex_layer_norm_available() -> bool:
+    """apex's fused LayerNorm can run here (GPU only, like every apex kernel)."""
+    return torch.cuda.is_available() and _installed("apex")
 
 
 def resolve_layer_impl(requested: str) -> str:
@@ -23,18 +43,34 @@ def resolve_layer_impl(requested: str) -> str:
     return requested
 
 
-def gpt_layer_spec(layer_impl: str) -> ModuleSpec:
-    """The per-layer ModuleSpec megatron's GPTModel is built from."""
+def norm_module(impl: str) -> type:
+    """The LayerNorm class for a resolved implementation (every norm of the model uses it)."""
+    if impl == "te":
+        from megatron.core.extensions.transformer_engine import TENorm
+
+        return TENorm
+    if apex_layer_norm_available():
+        from megatron.core.fusions.fused_layer_norm import FusedLayerNorm
+
+        return FusedLayerNorm
+    from megatron.core.transformer.torch_norm import WrappedTorchNorm
+
+    return WrappedTorchNorm
+
+
+def gpt_layer_spec(impl: str) -> ModuleSpec:
+    """The per-layer ModuleSpec for a resolved implementation (te, local or sdpa)."""
     from megatron.core.models.gpt import gpt_layer_specs
 
-    impl = resolve_layer_impl(layer_impl)
     if impl == "te":
         return gpt_layer_specs.get_gpt_layer_with_transformer_engine_spec()
-    spec = gpt_layer_specs.get_gpt_layer_local_spec()
+    spec = copy.deepcopy(gpt_layer_specs.get_gpt_layer_local_spec())
+    norm = norm_module(impl)
+    spec.submodules.input_layernorm = norm
+    spec.submodules.pre_mlp_layernorm = norm
     if impl == "sdpa":
         from megatron_alignpt.model.sdpa_attention import SDPACoreAttention
 
-        spec = copy.deepcopy(spec)
         spec.submodules.self_attention.submodules.core_attention = SDPACoreAttention
     return spec
 
@@ -42,11 +78,22 @@ def gpt_layer_spec(layer_impl: str) -> ModuleSpec:
 def layer_spec(architecture: str, layer_impl: str) -> ModuleSpec:
     """The layer spec for a model architecture: megatron's sequential-residual GPT layer, or the
     GPT-NeoX/Pythia parallel-residual layer built from the same submodules."""
-    spec = gpt_layer_spec(layer_impl)
+    if architecture not in ("gpt", "pythia"):
+        raise ValueError(f"unknown architecture {architecture!r}; use gpt or pythia")
+    spec = gpt_layer_spec(resolve_layer_impl(layer_impl))
     if architecture == "pythia":
         from megatron_alignpt.model.pythia_layer import parallel_residual_spec
 
         return parallel_residual_spec(spec)
-    if architecture != "gpt":
-        raise ValueError(f"unknown architecture {architecture!r}; use gpt or pythia")
     return spec
+
+
+def block_spec(config, architecture: str, layer_impl: str, vp_stage: Optional[int] = None):
+    """This pipeline stage's decoder block: its layers' specs and the final LayerNorm, both chosen for
+    this device (megatron's `TransformerBlockSubmodules`, which `GPTModel` takes as its layer spec)."""
+    from megatron.core.transformer.transformer_block import TransformerBlockSubmodules, get_num_layers_to_build
+
+    layer = layer_spec(architecture, layer_impl)
+    count = get_num_layers_to_build(config, vp_stage=vp_stage)
+    return TransformerBlockSubmodules(layer_specs=[layer] * count,
+                                      layer_norm=norm_module(resolve_layer_impl(layer_impl)))
