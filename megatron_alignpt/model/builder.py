@@ -4,7 +4,7 @@
 megatron's `TransformerConfig` (parallel sizes, sequence/context parallel, bf16/FP8, activation
 recomputation); `ddp_config` does the same for `DistributedDataParallelConfig`.
 `check_runtime` refuses, before anything is built, layouts this machine cannot run
-(FP8 without Transformer Engine or on a pre-Hopper GPU, the distributed optimizer without CUDA, ...).
+(FP8 without Transformer Engine or on a pre-Hopper GPU, a fused kernel required but missing, ...).
 """
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from megatron.core.transformer.transformer_config import TransformerConfig
 
 from megatron_alignpt.cpu_compat import pipeline_p2p_settings
 from megatron_alignpt.model.config import FP8_RECIPES, ModelConfig, ParallelConfig
+from megatron_alignpt.model.fusions import resolve_fusions
 from megatron_alignpt.model.specs import apex_layer_norm_available, block_spec, resolve_layer_impl
 
 VOCAB_MULTIPLE = 128
@@ -64,9 +65,17 @@ def _p2p_kwargs(parallel: ParallelConfig) -> dict:
     return out
 
 
-def transformer_config_kwargs(model: ModelConfig, parallel: ParallelConfig) -> dict:
-    """The TransformerConfig keyword arguments for this model and layout (JSON-friendly but for dtypes)."""
+def _layer_impl_name(model: ModelConfig) -> str:
+    """The implementation a build would use here (auto resolved; explicit names as given)."""
+    return resolve_layer_impl("auto") if model.layer_impl == "auto" else model.layer_impl
+
+
+def transformer_config_kwargs(model: ModelConfig, parallel: ParallelConfig, strict: bool = True) -> dict:
+    """The TransformerConfig keyword arguments for this model and layout (JSON-friendly but for dtypes).
+    Fused kernels are resolved for this machine; strict=False (describing a layout meant for another
+    machine) turns a fusion required with `on` but unavailable here off instead of refusing."""
     cuda = torch.cuda.is_available()
+    fusions = resolve_fusions(parallel.fusions, _layer_impl_name(model), strict=strict)
     return dict(
         num_layers=model.num_layers,
         hidden_size=model.hidden_size,
@@ -91,14 +100,8 @@ def transformer_config_kwargs(model: ModelConfig, parallel: ParallelConfig) -> d
         deallocate_pipeline_outputs=parallel.pipeline_parallel > 1,
         # Interleaved 1F1B: as megatron-LM does, overlap the stage-to-stage sends with compute.
         **_p2p_kwargs(parallel),
-        # CPU has no fused kernels; on GPU megatron picks them when available.
         use_cpu_initialization=not cuda,
-        bias_activation_fusion=False,
-        masked_softmax_fusion=False,
-        persist_layer_norm=False,
-        bias_dropout_fusion=False,
-        apply_rope_fusion=False,
-        gradient_accumulation_fusion=False,
+        **fusions.transformer_config_kwargs(),
     )
 
 
@@ -138,11 +141,9 @@ def check_runtime(model: ModelConfig, parallel: ParallelConfig) -> None:
                                         "(Float8CurrentScaling); upgrade it or use fp8_recipe=delayed")
     try:
         impl = resolve_layer_impl(model.layer_impl)
+        resolve_fusions(parallel.fusions, impl)
     except RuntimeError as err:
         raise LayoutUnavailable(str(err)) from None
-    if parallel.distributed_optimizer and not cuda:
-        raise LayoutUnavailable("parallel.distributed_optimizer=true uses megatron's DistributedOptimizer, which "
-                                "needs CUDA; set distributed_optimizer=false on CPU")
     if (parallel.overlap_grad_reduce or parallel.overlap_param_gather) and not cuda:
         raise LayoutUnavailable("parallel.overlap_grad_reduce / overlap_param_gather overlap NCCL collectives with "
                                 "compute (GPU only); set both to false on CPU")

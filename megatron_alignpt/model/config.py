@@ -1,7 +1,7 @@
 """Model shape and parallel layout, translated into megatron-core's TransformerConfig."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Literal
 
 from megatron_alignpt.config_base import require
@@ -73,6 +73,7 @@ Fp8Format = Literal["hybrid", "e4m3"]
 Fp8Recipe = Literal["delayed", "current"]
 RecomputeGranularity = Literal["none", "selective", "full"]
 RecomputeMethod = Literal["uniform", "block"]
+DistOptCheckpointFormat = Literal["fully_reshardable", "dp_reshardable"]
 
 # Our recipe names -> megatron-core's TransformerConfig.fp8_recipe values (megatron_alignpt name first).
 FP8_RECIPES = {"delayed": "delayed", "current": "tensorwise"}
@@ -106,6 +107,44 @@ class RecomputeConfig:
                 "selective recomputation needs at least one module, e.g. [\"core_attn\"]")
 
 
+FusionSwitch = Literal["auto", "on", "off"]
+FUSION_SWITCHES = ("auto", "on", "off")
+
+
+@dataclass
+class FusionConfig:
+    """Fused GPU kernels from megatron-core, Transformer Engine and apex. Each switch is auto (on wherever
+    this machine has what the kernel needs: the fast path by default on GPU), on (required: a run that
+    cannot have it is refused before anything is built, saying what is missing) or off. On CPU every
+    fusion is off; `on` is refused there. What each resolves to is in the dry-run layout."""
+
+    gradient_accumulation: FusionSwitch = "auto"
+    """Weight-gradient GEMMs accumulate straight into the fp32 main_grad buffers (megatron's
+    gradient_accumulation_fusion). Needs apex's fused_weight_gradient_mlp_cuda extension, which
+    megatron's own linears (the output layer in every spec) call."""
+    bias_dropout: FusionSwitch = "auto"
+    """Bias + dropout + residual add as one jit-fused kernel (bias_dropout_fusion); same arithmetic."""
+    bias_activation: FusionSwitch = "off"
+    """Bias + GELU in one kernel (bias_activation_fusion). megatron's fused bias-GELU computes the tanh
+    approximation of GELU, not the exact GELU Pythia/GPT-NeoX were trained with, so it changes the
+    model (imported Pythia checkpoints stop matching HF): off unless asked for."""
+    rope: FusionSwitch = "auto"
+    """Transformer Engine's fused rotary embedding (apply_rope_fusion; partial rotary and packed thd
+    sequences included). Needs Transformer Engine."""
+    masked_softmax: FusionSwitch = "auto"
+    """megatron's fused scale-mask-softmax: used only by layer_impl=local's attention (TE and SDPA
+    attention fuse their softmax themselves)."""
+    cross_entropy: FusionSwitch = "auto"
+    """Fused vocab-parallel cross-entropy (cross_entropy_loss_fusion): Transformer Engine's kernel when
+    TE is installed, else megatron's native fused one."""
+    adam: FusionSwitch = "auto"
+    """Transformer Engine's (else apex's) FusedAdam; off: torch's AdamW (what CPU runs always use)."""
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            require(getattr(self, f.name) in FUSION_SWITCHES, f"parallel.fusions.{f.name}", "use auto, on or off")
+
+
 @dataclass
 class ParallelConfig:
     """How one model replica is split across ranks, and in which precision it trains.
@@ -130,7 +169,7 @@ class ParallelConfig:
     """Ranks that split each sequence (ring attention, Transformer Engine only): for long contexts."""
     distributed_optimizer: bool = False
     """Shard fp32 master weights and Adam moments across data-parallel ranks (ZeRO-1; megatron's
-    DistributedOptimizer, GPU only)."""
+    DistributedOptimizer; on GPU over NCCL, on CPU over gloo)."""
     overlap_grad_reduce: bool = False
     """Overlap the data-parallel gradient reduction with the backward pass (GPU)."""
     overlap_param_gather: bool = False
@@ -145,8 +184,18 @@ class ParallelConfig:
     """precision=fp8 only: delayed (scales from an amax history) or current (per-tensor scales from the
     current tensor: megatron's 'tensorwise', Transformer Engine >= 2.2)."""
     recompute: RecomputeConfig = field(default_factory=RecomputeConfig)
+    fusions: FusionConfig = field(default_factory=FusionConfig)
+    """Fused GPU kernels (all auto but bias_activation; see FusionConfig)."""
+    distributed_optimizer_checkpoint: DistOptCheckpointFormat = "fully_reshardable"
+    """How the distributed optimizer's state is checkpointed (megatron's sharding types):
+    fully_reshardable (each parameter's fp32 copy and Adam moments stored in the parameter's own shape,
+    gathered over the data-parallel group on save: loads at any TP/PP/DP) or dp_reshardable (each rank
+    writes its own flat buffer shard, no gathering: faster at scale, but reloads only at the same TP/PP,
+    DP may change)."""
 
     def __post_init__(self) -> None:
+        require(self.distributed_optimizer_checkpoint in ("fully_reshardable", "dp_reshardable"),
+                "parallel.distributed_optimizer_checkpoint", "use fully_reshardable or dp_reshardable")
         for name in ("tensor_parallel", "pipeline_parallel", "virtual_pipeline", "context_parallel"):
             require(isinstance(getattr(self, name), int) and getattr(self, name) >= 1, f"parallel.{name}",
                     "must be an integer >= 1")

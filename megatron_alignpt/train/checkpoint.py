@@ -8,6 +8,11 @@ Model weights are saved under megatron's global parameter keys (layers numbered 
 stages), so a checkpoint written with one TP/PP/virtual-pipeline layout loads into any other:
 a pipeline rank saves and loads only its own stages' layers. With virtual pipeline stages each
 model chunk sits under `model0`, `model1`, ... (megatron-LM's convention), otherwise under `model`.
+The optimizer is megatron's; with the distributed optimizer its state is stored in the sharding
+format `parallel.distributed_optimizer_checkpoint` names (fully_reshardable by default: every
+parameter's fp32 copy and Adam moments in the parameter's own shape, so the checkpoint reloads at any
+TP/PP/DP). The format is recorded as the checkpoint's content metadata and read back on load, so a
+run resumes a checkpoint in whatever format it was written.
 Each checkpoint is written under a temporary name and renamed when complete, so a crash
 mid-save never leaves a directory that looks finished; `latest.txt` is replaced atomically.
 """
@@ -24,7 +29,7 @@ from megatron.core import dist_checkpointing
 
 from data_prep.atomic import atomic_write_json, atomic_write_text
 from megatron_alignpt.config_base import to_dict
-from megatron_alignpt.model.config import ModelConfig
+from megatron_alignpt.model.config import ModelConfig, ParallelConfig
 from megatron_alignpt.runtime import barrier, is_rank0
 
 LATEST = "latest.txt"
@@ -77,11 +82,22 @@ def _chunks(model) -> list:
     return list(model) if isinstance(model, (list, tuple)) else [model]
 
 
-def _model_sharded_state(model) -> dict:
+def sharding_metadata(parallel: ParallelConfig) -> dict:
+    """megatron's `sharded_state_dict` metadata for this layout, saved as the checkpoint's content metadata."""
+    return {
+        "distrib_optim_sharding_type": parallel.distributed_optimizer_checkpoint,
+        "distributed_optimizer": parallel.distributed_optimizer,
+        # one optimizer (no chained_N. prefix on its keys) and plain, not singleton, local shards
+        "chained_optim_avoid_prefix": True,
+        "singleton_local_shards": False,
+    }
+
+
+def _model_sharded_state(model, metadata: Optional[dict] = None) -> dict:
     chunks = _chunks(model)
     if len(chunks) == 1:
-        return {"model": chunks[0].sharded_state_dict()}
-    return {f"model{i}": chunk.sharded_state_dict() for i, chunk in enumerate(chunks)}
+        return {"model": chunks[0].sharded_state_dict(metadata=metadata)}
+    return {f"model{i}": chunk.sharded_state_dict(metadata=metadata) for i, chunk in enumerate(chunks)}
 
 
 def _load_model_state(model, loaded: dict) -> None:
@@ -93,28 +109,31 @@ def _load_model_state(model, loaded: dict) -> None:
         chunk.load_state_dict(loaded[f"model{i}"])
 
 
-def _sharded_state(model, optimizer, scheduler, state: TrainState, is_loading: bool) -> dict:
-    sd = _model_sharded_state(model)
-    model_sd = {k: v for k, v in sd.items()}
+def _sharded_state(model, optimizer, scheduler, state: TrainState, is_loading: bool, metadata: dict) -> dict:
+    sd = _model_sharded_state(model, metadata)
+    model_sd = dict(sd)
     sd["train_state"] = {"iteration": state.iteration, "consumed_samples": state.consumed_samples}
     if optimizer is not None:
-        sd["optimizer"] = optimizer.sharded_state_dict(model_sd, is_loading=is_loading)
+        sd["optimizer"] = optimizer.sharded_state_dict(model_sd, is_loading=is_loading, metadata=metadata)
     if scheduler is not None:
         sd["scheduler"] = scheduler.state_dict()
     return sd
 
 
 def save_checkpoint(
-    root: Path, model, optimizer, scheduler, state: TrainState, model_cfg: ModelConfig, tokenizer_path: Path
+    root: Path, model, optimizer, scheduler, state: TrainState, model_cfg: ModelConfig, tokenizer_path: Path,
+    parallel: Optional[ParallelConfig] = None,
 ) -> Path:
     """Save `model` (one module or this rank's list of chunks), optimizer, scheduler and train state."""
+    metadata = sharding_metadata(parallel or ParallelConfig())
     final = iteration_dir(root, state.iteration)
     tmp = root / f".{final.name}.tmp"
     if is_rank0():
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
     barrier()
-    dist_checkpointing.save(_sharded_state(model, optimizer, scheduler, state, is_loading=False), str(tmp))
+    sharded = _sharded_state(model, optimizer, scheduler, state, is_loading=False, metadata=metadata)
+    dist_checkpointing.save(sharded, str(tmp), content_metadata=metadata)
     barrier()
     if is_rank0():
         atomic_write_json(tmp / MODEL_META, {"model": to_dict(model_cfg), "iteration": state.iteration})
@@ -126,10 +145,22 @@ def save_checkpoint(
     return final
 
 
-def load_checkpoint(ckpt: Path, model, optimizer=None, scheduler=None) -> TrainState:
+def saved_metadata(ckpt: Path) -> dict:
+    """The content metadata a checkpoint was saved with (empty for checkpoints written without any)."""
+    return dist_checkpointing.load_content_metadata(str(ckpt)) or {}
+
+
+def load_checkpoint(ckpt: Path, model, optimizer=None, scheduler=None, parallel: Optional[ParallelConfig] = None) -> TrainState:
     """Load into `model` (one module or a list of chunks) and optimizer/scheduler when given;
-    resharding to this run's TP/PP layout happens here."""
-    template = _sharded_state(model, optimizer, scheduler, TrainState(), is_loading=True)
+    resharding to this run's TP/PP/DP layout happens here."""
+    parallel = parallel or ParallelConfig()
+    metadata = {**sharding_metadata(parallel), **saved_metadata(ckpt)}
+    if optimizer is not None and metadata["distributed_optimizer"] != parallel.distributed_optimizer:
+        raise ValueError(
+            f"{ckpt} holds {'distributed' if metadata['distributed_optimizer'] else 'unsharded'} optimizer state and "
+            f"this run sets parallel.distributed_optimizer={str(parallel.distributed_optimizer).lower()}; resume with "
+            "the setting it was saved with, or start a new stage from it (init_from) to change it")
+    template = _sharded_state(model, optimizer, scheduler, TrainState(), is_loading=True, metadata=metadata)
     loaded = dist_checkpointing.load(template, str(ckpt))
     _load_model_state(model, loaded)
     if optimizer is not None:

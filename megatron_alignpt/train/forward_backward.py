@@ -3,7 +3,7 @@
 `get_forward_backward_func()` picks megatron-core's schedule for the layout: no pipelining (PP=1),
 1F1B (PP>1) or interleaved 1F1B (PP>1 with virtual stages, one data iterator per model chunk).
 The same schedules run on CPU (gloo point-to-point between stages) inside
-`cpu_compat.schedule_context()`. Contract: forward_step_func(data_iterator, model) returns
+`cpu_compat.cuda_code_on_cpu()`. Contract: forward_step_func(data_iterator, model) returns
 (output, loss_func); on the last pipeline stage loss_func(output) returns (loss, log_dict) and the
 schedule divides the loss by the number of micro-batches (and multiplies by the context-parallel
 size) before backward; after the last backward it calls `config.finalize_model_grads_func`
@@ -16,7 +16,7 @@ from typing import Callable, Sequence
 import torch
 from megatron.core import parallel_state
 
-from megatron_alignpt.cpu_compat import schedule_context
+from megatron_alignpt.cpu_compat import cuda_code_on_cpu
 
 
 def forward_backward(
@@ -34,7 +34,7 @@ def forward_backward(
     # Every chunk reads the same micro-batches in order (a chunk that is neither first nor last uses
     # none of the tensors but still advances its iterator once per micro-batch).
     iterators = [iter(micro_batches) for _ in model_chunks]
-    with schedule_context():
+    with cuda_code_on_cpu():
         return get_forward_backward_func()(
             forward_step_func=forward_step_func,
             data_iterator=iterators if len(model_chunks) > 1 else iterators[0],

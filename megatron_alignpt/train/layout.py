@@ -7,6 +7,7 @@ the megatron-core config values these map to, and the model FLOPs per step used 
 """
 from __future__ import annotations
 
+from dataclasses import fields
 from typing import Optional
 
 from megatron_alignpt.model.config import ModelConfig, ParallelConfig
@@ -39,10 +40,12 @@ def megatron_values(model: ModelConfig, parallel: ParallelConfig) -> dict:
     """The megatron-core settings this layout produces (TransformerConfig, DDP and optimizer)."""
     from megatron_alignpt.model.builder import ddp_config, transformer_config_kwargs
 
-    tc = transformer_config_kwargs(model, parallel)
+    tc = transformer_config_kwargs(model, parallel, strict=False)
     keys = ("tensor_model_parallel_size", "pipeline_model_parallel_size", "virtual_pipeline_model_parallel_size",
             "context_parallel_size", "sequence_parallel", "bf16", "params_dtype", "fp8", "fp8_recipe",
-            "recompute_granularity", "recompute_method", "recompute_num_layers", "recompute_modules")
+            "recompute_granularity", "recompute_method", "recompute_num_layers", "recompute_modules",
+            "gradient_accumulation_fusion", "bias_dropout_fusion", "bias_activation_fusion", "apply_rope_fusion",
+            "masked_softmax_fusion", "cross_entropy_loss_fusion", "cross_entropy_fusion_impl")
     transformer = {k: (str(tc[k]).replace("torch.", "") if k == "params_dtype" else tc[k]) for k in keys if k in tc}
     ddp = ddp_config(parallel)
     return {
@@ -81,6 +84,8 @@ def stage_layout(model: ModelConfig, parallel: ParallelConfig, schedule: Schedul
         "virtual_pipeline": parallel.virtual_pipeline,
         "sequence_parallel": parallel.sequence_parallel,
         "distributed_optimizer": parallel.distributed_optimizer,
+        "distributed_optimizer_checkpoint": parallel.distributed_optimizer_checkpoint if parallel.distributed_optimizer else None,
+        "fusions": {f.name: getattr(parallel.fusions, f.name) for f in fields(parallel.fusions)},
         "layers_per_pipeline_rank": model.num_layers // parallel.pipeline_parallel,
         "layers_by_pipeline_rank": pipeline,
         "tokens_per_rank_per_micro_batch": schedule.micro_batch_size * model.seq_length // parallel.context_parallel,

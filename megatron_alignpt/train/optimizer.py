@@ -1,137 +1,107 @@
-"""Optimizer and LR schedule for a stage.
+"""Optimizer and LR schedule for a stage: megatron-core's own optimizer on GPU and CPU alike.
 
-On GPU this is megatron-core's own optimizer (fp32 master weights for bf16, TP-aware grad
-clipping, sharded optimizer state). Its constructor hard-codes CUDA tensors, so on CPU we use
-`CPUAdamW`: torch AdamW over the DDP-reduced `main_grad`s with the same step/clip/state-dict
-interface. Both drive megatron's OptimizerParamScheduler. Both take the list of this rank's
-(DDP-wrapped) model chunks: one per virtual pipeline stage.
+megatron's optimizer keeps fp32 master weights for bf16, clips gradients TP-aware and, with
+`parallel.distributed_optimizer`, shards master weights and Adam moments over the data-parallel
+ranks (its DistributedOptimizer, over NCCL on GPU and gloo on CPU). It is written for CUDA tensors,
+so on CPU it runs behind `cpu_compat.run_on_cpu` (see there). The Adam implementation is chosen
+when the optimizer is built: Transformer Engine's or apex's FusedAdam where megatron found one and
+`parallel.fusions.adam` allows it, otherwise torch's AdamW (always on CPU). Both drive megatron's
+OptimizerParamScheduler, and both take the list of this rank's (DDP-wrapped) model chunks.
 """
 from __future__ import annotations
 
-import math
-
 import torch
-from megatron.core import parallel_state
-from megatron.core.dist_checkpointing.optimizer import (
-    get_param_id_to_sharded_param_map,
-    optim_state_to_sharding_state,
-)
 from megatron.core.optimizer_param_scheduler import OptimizerParamScheduler
-from megatron.core.tensor_parallel import param_is_not_tensor_parallel_duplicate
 
+from megatron_alignpt.cpu_compat import cuda_code_on_cpu, run_on_cpu
 from megatron_alignpt.model.config import ParallelConfig
 from megatron_alignpt.train.config import OptimizerConfig
-
-
-def _no_decay(name: str, param: torch.nn.Parameter) -> bool:
-    return param.ndim == 1 or name.endswith(".bias")
 
 
 def _chunks(model) -> list[torch.nn.Module]:
     return list(model) if isinstance(model, (list, tuple)) else [model]
 
 
-def param_groups(model) -> list[dict]:
-    """Biases and norm weights get no weight decay (wd_mult=0), as in megatron and GPT-NeoX."""
-    decay, no_decay = [], []
-    for chunk in _chunks(model):
-        for name, param in chunk.named_parameters():
-            if param.requires_grad:
-                (no_decay if _no_decay(name, param) else decay).append(param)
-    return [
-        {"params": decay, "wd_mult": 1.0, "lr_mult": 1.0},
-        {"params": no_decay, "wd_mult": 0.0, "lr_mult": 1.0},
-    ]
+_IMPORT_TIME_FLAGS: dict = {}
 
 
-class CPUAdamW:
-    """AdamW over megatron DDP `main_grad`s, with global-norm clipping across model-parallel ranks."""
+def _select_adam(fused: bool) -> None:
+    """Make megatron build (and later save and load) this process's optimizer with the chosen Adam.
 
-    def __init__(self, model, cfg: OptimizerConfig):
-        self.model = _chunks(model)
-        self.clip_grad = cfg.clip_grad
-        self.optimizer = torch.optim.AdamW(
-            param_groups(model),
-            lr=cfg.lr,
-            betas=(cfg.adam_beta1, cfg.adam_beta2),
-            eps=cfg.adam_eps,
-            weight_decay=cfg.weight_decay,
-        )
+    megatron decides from module flags set when it was imported (TE/apex FusedAdam if either imported):
+    `megatron.core.optimizer` picks the class when building, and the distributed optimizer reads its own
+    flags again on every save and load to find Adam's step count (torch keeps one per parameter, the
+    fused ones one per group). The flags are therefore set to match the optimizer being built and left
+    so while it lives; a process trains one stage, hence one optimizer, at a time."""
+    import megatron.core.optimizer as mcore_optimizer
+    from megatron.core.optimizer import distrib_optimizer
 
-    @property
-    def param_groups(self) -> list[dict]:
-        return self.optimizer.param_groups
-
-    def _params(self) -> list[torch.nn.Parameter]:
-        return [p for g in self.optimizer.param_groups for p in g["params"]]
-
-    def zero_grad(self) -> None:
-        for p in self._params():
-            p.grad = None
-
-    def _grad_norm(self) -> float:
-        sq = torch.zeros(1, dtype=torch.float64)
-        for p in self._params():
-            if p.grad is not None and param_is_not_tensor_parallel_duplicate(p):
-                sq += p.grad.detach().double().pow(2).sum()
-        torch.distributed.all_reduce(sq, group=parallel_state.get_model_parallel_group())
-        return math.sqrt(sq.item())
-
-    @torch.no_grad()
-    def step(self) -> tuple[bool, float, None]:
-        for p in self._params():
-            p.grad = p.main_grad.to(p.dtype) if getattr(p, "main_grad", None) is not None else p.grad
-        norm = self._grad_norm()
-        if not math.isfinite(norm):
-            return False, norm, None
-        if self.clip_grad > 0 and norm > self.clip_grad:
-            scale = self.clip_grad / (norm + 1e-6)
-            for p in self._params():
-                if p.grad is not None:
-                    p.grad.mul_(scale)
-        self.optimizer.step()
-        return True, norm, None
-
-    def _init_state(self) -> None:
-        for p in self._params():
-            if not self.optimizer.state[p]:
-                self.optimizer.state[p] = {
-                    "step": torch.tensor(0.0),
-                    "exp_avg": torch.zeros_like(p),
-                    "exp_avg_sq": torch.zeros_like(p),
-                }
-
-    def sharded_state_dict(self, model_sharded_state_dict: dict, is_loading: bool = False) -> dict:
-        """Adam moments sharded exactly like their parameters, so they reshard on load."""
-        self._init_state()
-        state = self.optimizer.state_dict()
-        # Every parameter steps together, so one replicated step count replaces the per-param scalars.
-        steps = {float(s["step"]) for s in state["state"].values()}
-        id_map = get_param_id_to_sharded_param_map(model_sharded_state_dict, self._params())
-        optim_state_to_sharding_state(state, id_map, exclude_keys=("step",))
-        state["adam_step"] = max(steps, default=0.0)
-        return state
-
-    def load_state_dict(self, state: dict) -> None:
-        step = float(state.pop("adam_step"))
-        for param_state in state["state"].values():
-            param_state["step"] = torch.tensor(step)
-        self.optimizer.load_state_dict(state)
+    flags = {(mcore_optimizer, "USING_PYTORCH_OPTIMIZER"), (distrib_optimizer, "HAVE_APEX_OR_TE"),
+             (distrib_optimizer, "USING_TE_OPTIMIZER"), (distrib_optimizer, "USING_APEX_OPTIMIZER")}
+    for module, name in flags:
+        _IMPORT_TIME_FLAGS.setdefault((module.__name__, name), getattr(module, name))
+    original = {name: _IMPORT_TIME_FLAGS[(module.__name__, name)] for module, name in flags}
+    mcore_optimizer.USING_PYTORCH_OPTIMIZER = original["USING_PYTORCH_OPTIMIZER"] or not fused
+    distrib_optimizer.HAVE_APEX_OR_TE = original["HAVE_APEX_OR_TE"] and fused
+    distrib_optimizer.USING_TE_OPTIMIZER = original["USING_TE_OPTIMIZER"] and fused
+    distrib_optimizer.USING_APEX_OPTIMIZER = original["USING_APEX_OPTIMIZER"] and fused
 
 
-def build_optimizer(model_chunks, cfg: OptimizerConfig, parallel: ParallelConfig):
-    """The optimizer over this rank's DDP-wrapped model chunks (a list, or one module)."""
-    chunks = _chunks(model_chunks)
-    if not torch.cuda.is_available():
-        if parallel.half_precision:
-            raise RuntimeError(f"parallel.precision={parallel.precision} trains with megatron's mixed-precision "
-                               "optimizer (fp32 master weights), which needs CUDA; use precision=fp32 on CPU")
-        return CPUAdamW(chunks, cfg)
+def _torch_optimizers(optimizer) -> list[torch.optim.Optimizer]:
+    inner = getattr(optimizer, "chained_optimizers", [optimizer])
+    return [o.optimizer for o in inner if o.optimizer is not None]
+
+
+def _init_torch_adam_state(optimizer) -> None:
+    """Give every parameter torch AdamW's state now (step 0, zero moments) instead of at the first step:
+    megatron's distributed optimizer reads the step count from it when a checkpoint is loaded into a
+    fresh optimizer. The first step then updates exactly as from a lazily created state."""
+    for opt in _torch_optimizers(optimizer):
+        for group in opt.param_groups:
+            for p in group["params"]:
+                if not opt.state[p]:
+                    opt.state[p] = {"step": torch.tensor(0.0), "exp_avg": torch.zeros_like(p),
+                                    "exp_avg_sq": torch.zeros_like(p)}
+
+
+def _load_distributed_state_exactly(optimizer) -> None:
+    """Let megatron's distributed optimizer load its checkpoints exactly, whatever the Adam and dtype.
+
+    Its per-parameter copy (`_set_main_param_and_optimizer_states`) is replaced by one that
+    - runs without autograd: for fp32 parameters the main parameter is a view of the model's, which
+      the dp_reshardable loader writes with autograd on ("a view of a leaf Variable ... in-place");
+    - keeps torch AdamW's per-parameter step. Fused Adams keep one step per group; megatron's loading
+      code, written for them, restores torch's step as one tensor shared by every parameter (torch's
+      in-place `step += 1` then advances it once per parameter per step and the bias correction
+      drifts); then it copies each parameter's states from the checkpoint's per-parameter tensors, which
+      for fully_reshardable hold no "step" at all and for dp_reshardable a stale one. The states are
+      copied with the restored step set aside, which is put back as each parameter's own tensor."""
+    from megatron.core.optimizer.distrib_optimizer import DistributedOptimizer
+
+    for dist_opt in getattr(optimizer, "chained_optimizers", [optimizer]):
+        if not isinstance(dist_opt, DistributedOptimizer):
+            continue
+        copy_states = dist_opt._set_main_param_and_optimizer_states
+
+        @torch.no_grad()
+        def set_states(model_param, tensors, dist_opt=dist_opt, copy_states=copy_states):
+            group_index, group_order = dist_opt.model_param_group_index_map[model_param]
+            state = dist_opt.optimizer.state[dist_opt.optimizer.param_groups[group_index]["params"][group_order]]
+            step = state.pop("step", None)
+            try:
+                copy_states(model_param, {k: v for k, v in tensors.items() if k != "step"})
+            finally:
+                if step is not None:
+                    state["step"] = step.detach().clone()
+
+        dist_opt._set_main_param_and_optimizer_states = set_states
+
+
+def megatron_optimizer_config(cfg: OptimizerConfig, parallel: ParallelConfig):
     from megatron.core.optimizer import OptimizerConfig as McoreOptimizerConfig
-    from megatron.core.optimizer import get_megatron_optimizer
 
     bf16 = parallel.half_precision
-    mcfg = McoreOptimizerConfig(
+    return McoreOptimizerConfig(
         optimizer="adam",
         lr=cfg.lr,
         min_lr=cfg.min_lr,
@@ -145,7 +115,27 @@ def build_optimizer(model_chunks, cfg: OptimizerConfig, parallel: ParallelConfig
         use_distributed_optimizer=parallel.distributed_optimizer,
         overlap_param_gather=parallel.overlap_param_gather,
     )
-    return get_megatron_optimizer(mcfg, chunks)
+
+
+def build_optimizer(model_chunks, cfg: OptimizerConfig, parallel: ParallelConfig):
+    """megatron's optimizer over this rank's DDP-wrapped model chunks (a list, or one module). Biases
+    and norm weights get no weight decay (megatron's parameter groups, as in GPT-NeoX)."""
+    from megatron.core.optimizer import get_megatron_optimizer
+
+    from megatron_alignpt.model.fusions import missing_requirement
+
+    cuda = torch.cuda.is_available()
+    if not cuda and parallel.half_precision:
+        raise RuntimeError(f"parallel.precision={parallel.precision} trains bf16 weights, which this project runs "
+                           "on GPUs only; use precision=fp32 on CPU")
+    fused = parallel.fusions.adam != "off" and missing_requirement("adam", "") is None
+    _select_adam(fused)
+    with cuda_code_on_cpu():
+        optimizer = get_megatron_optimizer(megatron_optimizer_config(cfg, parallel), _chunks(model_chunks))
+    if not fused:
+        _init_torch_adam_state(optimizer)
+    _load_distributed_state_exactly(optimizer)
+    return run_on_cpu(optimizer)
 
 
 def build_scheduler(optimizer, cfg: OptimizerConfig, train_iters: int) -> OptimizerParamScheduler:

@@ -127,7 +127,7 @@ def _run_stage(cfg: StageConfig, stop_after: Optional[int], preemption: Preempti
     state = ckpt.TrainState()
     resume_from = ckpt.latest_checkpoint(root)
     if resume_from is not None:
-        state = ckpt.load_checkpoint(resume_from, chunks, optimizer, scheduler)
+        state = ckpt.load_checkpoint(resume_from, chunks, optimizer, scheduler, cfg.parallel)
         if is_rank0():
             print(f"[{cfg.name}] resumed from {resume_from} at iteration {state.iteration}", flush=True)
     elif cfg.init_from is not None:
@@ -176,7 +176,7 @@ def _save(root: Path, ddp: list, chunks: list, optimizer, scheduler, state, cfg:
     if overlapped:
         for chunk in ddp:
             chunk.disable_forward_pre_hook(param_sync=True)
-    ckpt.save_checkpoint(root, chunks, optimizer, scheduler, state, cfg.model, cfg.tokenizer)
+    ckpt.save_checkpoint(root, chunks, optimizer, scheduler, state, cfg.model, cfg.tokenizer, cfg.parallel)
     if overlapped:
         for chunk in ddp:
             chunk.enable_forward_pre_hook()

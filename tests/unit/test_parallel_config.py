@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from megatron_alignpt.config_base import ConfigError, from_dict, to_dict
-from megatron_alignpt.model.config import ModelConfig, ParallelConfig, RecomputeConfig
+from megatron_alignpt.model.config import FusionConfig, ModelConfig, ParallelConfig, RecomputeConfig
 from megatron_alignpt.train.config import OptimizerConfig, ScheduleConfig, StageConfig
 from recipes.pythia_sizes import pythia_model
 
@@ -143,17 +143,60 @@ def test_gpu_only_layouts_are_refused_before_building_on_cpu():
     cpu_model = model(layer_impl="sdpa", seq_length=64)
     with pytest.raises(LayoutUnavailable, match="fp8 needs a CUDA GPU with Transformer Engine"):
         check_runtime(model(), ParallelConfig(precision="fp8"))
-    with pytest.raises(LayoutUnavailable, match="DistributedOptimizer, which needs CUDA"):
-        check_runtime(cpu_model, ParallelConfig(distributed_optimizer=True))
     with pytest.raises(LayoutUnavailable, match="layer_impl=te needs CUDA"):
         check_runtime(model(), ParallelConfig())
-    if importlib_util_find("apex") is None:
-        with pytest.raises(LayoutUnavailable, match="needs apex's FusedLayerNorm"):
-            check_runtime(cpu_model, ParallelConfig(tensor_parallel=2, sequence_parallel=True))
+    with pytest.raises(LayoutUnavailable, match="needs apex's FusedLayerNorm on a GPU"):
+        check_runtime(cpu_model, ParallelConfig(tensor_parallel=2, sequence_parallel=True))
+    with pytest.raises(LayoutUnavailable, match="fusions.rope=on: fused kernels run on a GPU"):
+        check_runtime(cpu_model, ParallelConfig(fusions=FusionConfig(rope="on")))
     check_runtime(cpu_model, ParallelConfig(pipeline_parallel=2, recompute=RecomputeConfig("full", num_layers=2)))
+    check_runtime(cpu_model, ParallelConfig(distributed_optimizer=True))  # megatron's, over gloo
 
 
-def importlib_util_find(name):
-    import importlib.util
+@pytest.fixture
+def gpu_with_te(monkeypatch):
+    """This machine as a GPU node with Transformer Engine but no apex extensions, as megatron sees it."""
+    import megatron.core.optimizer as mcore_optimizer
+    from megatron.core.models.common.embeddings import rope_utils
+    from megatron.core.models.common.language_module import language_module
 
-    return importlib.util.find_spec(name)
+    from megatron_alignpt.model import fusions
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(rope_utils, "fused_apply_rotary_pos_emb", lambda *a, **k: None)
+    monkeypatch.setattr(language_module, "te_parallel_cross_entropy", lambda *a, **k: None)
+    monkeypatch.setattr(mcore_optimizer, "Adam", type("FusedAdam", (), {}))
+    monkeypatch.setattr(fusions, "_extension", lambda name: False)
+
+
+def test_fusions_default_to_the_fast_path_a_gpu_allows(gpu_with_te):
+    from megatron_alignpt.model.fusions import FusionUnavailable, resolve_fusions
+
+    auto = resolve_fusions(FusionConfig(), "te")
+    assert (auto.rope, auto.cross_entropy, auto.cross_entropy_impl, auto.adam, auto.bias_dropout) == (True, True, "te", True, True)
+    # apex's extensions are missing; bias+GELU would change GELU to its tanh approximation: off by default
+    assert not auto.gradient_accumulation and not auto.masked_softmax and not auto.bias_activation
+    off = resolve_fusions(FusionConfig(rope="off", cross_entropy="off", adam="off", bias_dropout="off"), "te")
+    assert not any(getattr(off, f.name) for f in dataclasses.fields(FusionConfig))
+    assert resolve_fusions(FusionConfig(bias_activation="on"), "te").bias_activation
+    with pytest.raises(FusionUnavailable, match="gradient_accumulation=on: needs apex's fused_weight_gradient_mlp_cuda"):
+        resolve_fusions(FusionConfig(gradient_accumulation="on"), "te")
+    with pytest.raises(FusionUnavailable, match="masked_softmax=on: only layer_impl=local uses"):
+        resolve_fusions(FusionConfig(masked_softmax="on"), "sdpa")
+
+
+def test_resolved_fusions_reach_megatron_config(gpu_with_te):
+    from megatron_alignpt.model.builder import transformer_config_kwargs
+
+    kwargs = transformer_config_kwargs(model(layer_impl="te"), ParallelConfig(precision="bf16"))
+    assert (kwargs["apply_rope_fusion"], kwargs["cross_entropy_loss_fusion"], kwargs["cross_entropy_fusion_impl"],
+            kwargs["bias_dropout_fusion"], kwargs["bias_activation_fusion"], kwargs["gradient_accumulation_fusion"]) == (
+        True, True, "te", True, False, False)
+    off = ParallelConfig(precision="bf16", fusions=FusionConfig(rope="off", cross_entropy="off", bias_dropout="off"))
+    kwargs = transformer_config_kwargs(model(layer_impl="te"), off)
+    assert not (kwargs["apply_rope_fusion"] or kwargs["cross_entropy_loss_fusion"] or kwargs["bias_dropout_fusion"])
+
+
+def test_fusion_switches_are_validated():
+    with pytest.raises(ConfigError, match="parallel.fusions.rope: use auto, on or off"):
+        FusionConfig(rope="yes")
