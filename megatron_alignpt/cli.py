@@ -525,22 +525,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _quiet_library_warnings() -> None:
-    """Deprecation chatter from torch.distributed.checkpoint and megatron's optional-kernel notices
-    would bury the progress lines; library code and tests still see them."""
-    import warnings
-
-    warnings.filterwarnings("ignore", category=FutureWarning)
-    warnings.filterwarnings("ignore", category=DeprecationWarning)
-    warnings.filterwarnings("ignore", message=".*(Apex|apex|Transformer Engine|CUDA_DEVICE_MAX_CONNECTIONS|fused|full scope is deprecated).*")
-
-
 def main(argv: list[str] | None = None) -> int:
     from data_prep.errors import DataFormatError
     from megatron_alignpt.config_base import ConfigError
 
     args = build_parser().parse_args(argv)
-    _quiet_library_warnings()
+    from megatron_alignpt.library_noise import quiet_library_noise
+
+    quiet_library_noise()
     try:
         args.func(args)
     except (DataFormatError, ConfigError, ValueError, FileNotFoundError, FileExistsError, KeyError, ModuleNotFoundError) as err:
