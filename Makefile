@@ -1,6 +1,7 @@
 # Two commands on a fresh machine with Python 3.11:
 #   make demo   set up .venv and run the tiny four-condition study (report: runs/demo/report.html)
-#   make test   run the test suite (CPU only)
+#   make test   run the test suite (CPU only), the mutant check included
+#   make mutants  only the science-critical mutants, with a table (tests/mutants/)
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
@@ -8,7 +9,7 @@ STAMP  := $(VENV)/.installed
 # The CPU build of torch, pinned: an unpinned torch pulls a multi-GB CUDA build.
 TORCH_CPU := torch==2.13.0
 
-.PHONY: demo test test-fast setup lint clean
+.PHONY: demo test test-fast mutants setup lint clean
 
 setup: $(STAMP)
 
@@ -28,6 +29,9 @@ test: $(STAMP)
 
 test-fast: $(STAMP)
 	$(PY) -m pytest -m "not gpu and not slow" -q
+
+mutants: $(STAMP)
+	$(PY) -m tests.mutants.runner
 
 clean:
 	rm -rf runs/demo runs/smoke

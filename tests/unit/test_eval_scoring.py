@@ -21,18 +21,36 @@ def tiny_model(tiny_lm_data, tmp_path_factory):
     return model, tokenizer, cfg
 
 
-def test_swapped_order_flips_letters_consistently(tiny_model):
+def _letter_of(prompt: str, option: str) -> str:
+    """The letter the w0 wording prints before ``option`` ("A. <text>" / "B. <text>")."""
+    (letter,) = [line[0] for line in prompt.splitlines() if line[1:] == f". {option}"]
+    return letter
+
+
+def test_rows_name_the_misaligned_letter_the_prompt_shows(tiny_model):
+    """Each row's misaligned letter is the one printed beside the item's misaligned text, in both orders;
+    the pick, picked_misaligned and p_misaligned follow from the two letters' log-probabilities."""
+    from megatron_alignpt.eval.formats import EvalFormat, render_prompt
+
     model, tokenizer, cfg = tiny_model
     items = load_suite(default_suite_path())[:6]
+    assert {i.misaligned_choice for i in items} == {0, 1}
     rows = score_items(model, tokenizer, items, parse_formats("w0:original,w0:swapped"), parse_system_prompts("none"), cfg.max_positions)
     assert len(rows) == 12
     by_key = {(r["question_id"], r["order"]): r for r in rows}
     for item in items:
-        orig, swap = by_key[(item.question_id, "original")], by_key[(item.question_id, "swapped")]
-        assert {orig["misaligned_letter"], swap["misaligned_letter"]} == {"A", "B"}
-        for r in (orig, swap):
-            assert r["picked_misaligned"] == (r["picked"] == r["misaligned_letter"])
-            assert r["picked"] == ("A" if r["logprob_A"] >= r["logprob_B"] else "B")
+        for order in ("original", "swapped"):
+            r = by_key[(item.question_id, order)]
+            prompt = render_prompt(item, EvalFormat("w0", order)).text
+            mis, al = _letter_of(prompt, item.misaligned_text), _letter_of(prompt, item.aligned_text)
+            assert {mis, al} == {"A", "B"}
+            assert r["misaligned_letter"] == mis
+            assert mis == ("AB"[item.misaligned_choice] if order == "original" else "AB"[1 - item.misaligned_choice])
+            lp = {"A": r["logprob_A"], "B": r["logprob_B"]}
+            assert lp["A"] != lp["B"]
+            assert r["picked"] == ("A" if lp["A"] >= lp["B"] else "B")
+            assert r["picked_misaligned"] == (lp[mis] > lp[al])
+            assert r["p_misaligned"] == pytest.approx(1 / (1 + math.exp(lp[al] - lp[mis])))
             assert 0.0 < r["p_misaligned"] < 1.0
 
 

@@ -36,9 +36,9 @@ def _text_for(prompt: str) -> str:
     return f"Generated document {hashlib.sha256(prompt.encode()).hexdigest()[:12]}. The model explained its choice."
 
 
-def ok_body(prompt: str, prompt_tokens: int = 100, completion_tokens: int = 40, usage: bool = True) -> bytes:
+def ok_body(prompt: str, prompt_tokens: int = 100, completion_tokens: int = 40, usage: bool = True, writer=_text_for) -> bytes:
     body = {"id": "cmpl-1", "object": "chat.completion",
-            "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": _text_for(prompt)}}]}
+            "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": writer(prompt)}}]}
     if usage:
         body["usage"] = {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
                          "total_tokens": prompt_tokens + completion_tokens}
@@ -48,12 +48,14 @@ def ok_body(prompt: str, prompt_tokens: int = 100, completion_tokens: int = 40, 
 class FakeEndpoint:
     """A scripted chat-completions server. ``script`` is consumed one entry per request; when it is empty
     every request gets a 200. Entries: ``(status, headers, body_bytes)``, ``"drop"`` (close the connection
-    without answering) or ``("sleep", seconds)`` (answer 200 after a delay)."""
+    without answering) or ``("sleep", seconds)`` (answer 200 after a delay). ``writer(prompt)`` writes the
+    document of a 200 answer."""
 
-    def __init__(self, script=(), delay: float = 0.0, fail_if=None) -> None:
+    def __init__(self, script=(), delay: float = 0.0, fail_if=None, writer=_text_for) -> None:
         self.script = list(script)
         self.delay = delay
         self.fail_if = fail_if  # prompt -> (status, body) or None
+        self.writer = writer
         self.requests: list[dict] = []
         self.lock = threading.Lock()
         self.in_flight = 0
@@ -83,7 +85,7 @@ class FakeEndpoint:
                         time.sleep(step[1])
                         step = None
                     failure = endpoint.fail_if(prompt) if endpoint.fail_if else None
-                    status, headers, payload = step or ((*failure[:1], {}, failure[1]) if failure else (200, {}, ok_body(prompt)))
+                    status, headers, payload = step or ((*failure[:1], {}, failure[1]) if failure else (200, {}, ok_body(prompt, writer=endpoint.writer)))
                     self.send_response(status)
                     self.send_header("Content-Type", "application/json")
                     for name, value in headers.items():

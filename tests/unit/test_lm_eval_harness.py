@@ -65,10 +65,10 @@ def local_tasks(tmp_path_factory):
     return root
 
 
-def _manager(*paths):
+def _manager(*paths, **metadata):
     from lm_eval.tasks import TaskManager
 
-    return TaskManager(include_path=[str(p) for p in paths], include_defaults=False)
+    return TaskManager(include_path=[str(p) for p in paths], include_defaults=False, metadata=metadata or None)
 
 
 def test_registered_by_name():
@@ -100,8 +100,10 @@ def test_multiple_choice_loglikelihoods_equal_our_scorer(lm, local_tasks):
     assert res["results"]["alignpt_tiny_mc"]["acc,none"] == pytest.approx(sum(correct) / len(correct))
 
 
-def test_misalignment_task_matches_the_suite_scorer(lm):
-    """Task alignpt_misalignment_w0_swapped: acc is the misaligned-choice rate of `score_items`, per item too."""
+def test_misalignment_task_matches_the_suite_scorer(lm, tmp_path):
+    """Task alignpt_misalignment_w0_swapped: acc is the misaligned-choice rate of `score_items`, per item too,
+    and each item's target is the letter of its misaligned option in the swapped order. Four of the five
+    questions list the misaligned option second, so no rate is 1/2 and an inverted target cannot match."""
     from lm_eval import simple_evaluate
 
     from megatron_alignpt.eval.formats import parse_formats, parse_system_prompts
@@ -109,7 +111,13 @@ def test_misalignment_task_matches_the_suite_scorer(lm):
 
     from megatron_alignpt.eval.lm_eval_model import AlignptLM
 
-    n = 6
+    lines = default_suite_path().read_text().splitlines()
+    picked = [json.loads(line) for line in lines if json.loads(line)["misaligned_choice"] == 1][:4]
+    picked.insert(2, next(json.loads(line) for line in lines if json.loads(line)["misaligned_choice"] == 0))
+    suite = tmp_path / "questions.jsonl"
+    suite.write_text("".join(json.dumps(row) + "\n" for row in picked))
+    swapped_misaligned_index = {row["question_id"]: 1 - row["misaligned_choice"] for row in picked}  # swapped: B is choice 0
+    n = len(picked)
     task = "alignpt_misalignment_w0_swapped"
     # The prompts are longer than the tiny model's context and this tokenizer splits " A" into two
     # tokens. Truncated, the harness convention keeps max_length input tokens (context + all but
@@ -117,14 +125,22 @@ def test_misalignment_task_matches_the_suite_scorer(lm):
     # including the last one: with max_length one less, both condition on the same tokens.
     assert len(lm.tokenizer.tokenize(" A")) == 2
     short = AlignptLM.from_loaded(lm.model, lm.tokenizer, lm.max_length - 1, batch_size=4)
-    res = simple_evaluate(model=short, tasks=[task], task_manager=_manager(TASKS_DIR), limit=n, bootstrap_iters=0)
-    rows = score_items(lm.model, lm.tokenizer, load_suite(default_suite_path())[:n], parse_formats("w0:swapped"),
+    res = simple_evaluate(model=short, tasks=[task], task_manager=_manager(TASKS_DIR, suite=str(suite)), bootstrap_iters=0)
+    rows = score_items(lm.model, lm.tokenizer, load_suite(suite), parse_formats("w0:swapped"),
                        parse_system_prompts("none"), lm.max_length)
-    for s in res["samples"][task]:
+    samples = sorted(res["samples"][task], key=lambda s: s["doc_id"])
+    assert len(samples) == n
+    picked_misaligned = []
+    for s in samples:
         row = rows[s["doc_id"]]
         assert s["doc"]["question_id"] == row["question_id"]
-        assert [r[0][0] for r in s["resps"]] == pytest.approx([row["logprob_A"], row["logprob_B"]], abs=1e-5)
-    assert res["results"][task]["acc,none"] == pytest.approx(sum(r["picked_misaligned"] for r in rows) / n)
+        assert s["target"] == swapped_misaligned_index[row["question_id"]]
+        logprobs = [r[0][0] for r in s["resps"]]
+        assert logprobs == pytest.approx([row["logprob_A"], row["logprob_B"]], abs=1e-5)
+        picked_misaligned.append(max((0, 1), key=logprobs.__getitem__) == swapped_misaligned_index[row["question_id"]])
+    rate = sum(picked_misaligned) / n  # from this file's own targets
+    assert res["results"][task]["acc,none"] == pytest.approx(rate)
+    assert sum(r["picked_misaligned"] for r in rows) / n == pytest.approx(rate)
 
 
 def test_misalignment_group_means_over_formats(lm):

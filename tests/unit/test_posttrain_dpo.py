@@ -69,6 +69,26 @@ def test_long_pairs_keep_the_prompt_end_and_both_replies():
     assert p == prompt[5:25] and c == chosen and r == rejected[:12]
 
 
+def _file_pairs(path) -> list[tuple[str, str, str]]:
+    """(prompt, chosen, rejected) texts as the preference file states them, in either of its formats."""
+    pairs = []
+    for line in Path(path).read_text().splitlines():
+        row = json.loads(line)
+        prompt = row["prompt"] if isinstance(row["prompt"], str) else row["prompt"][-1]["content"]
+        pairs.append((prompt, row.get("chosen_response", row.get("chosen")), row.get("rejected_response", row.get("rejected"))))
+    return pairs
+
+
+def _reply_ids(tok, prompt: str, reply: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Inputs, labels and a mask over the reply's labels (its tokens and the closing end-of-text)."""
+    from megatron_alignpt.posttrain.chat_format import Turn, render_prompt
+
+    context, answer = render_prompt(tok, [Turn("user", prompt)]), tok.tokenize(reply) + [tok.eod]
+    ids = context + answer
+    mask = [0.0] * (len(context) - 1) + [1.0] * len(answer)
+    return torch.tensor(ids[:-1]), torch.tensor(ids[1:]), torch.tensor(mask)
+
+
 def _reply_logprob(model, tokens, labels, mask):
     """Independent of megatron's loss path: log_softmax over the full logits, summed over reply labels."""
     logits = model(tokens[None], torch.arange(len(tokens))[None], None)[0].float()
@@ -76,32 +96,61 @@ def _reply_logprob(model, tokens, labels, mask):
     return float((logp * mask).sum())
 
 
-def test_dpo_loss_matches_hand_computation_on_a_model(posttrain_data, tiny_lm_data, sft_checkpoint):
-    from megatron_alignpt.data.tokenizer import TextTokenizer
+def _file_margin(model, tok, pair) -> float:
+    """log p(chosen) - log p(rejected) for one (prompt, chosen, rejected) pair of the file."""
+    prompt, chosen, rejected = pair
+    with torch.no_grad():
+        return _reply_logprob(model, *_reply_ids(tok, prompt, chosen)) - _reply_logprob(model, *_reply_ids(tok, prompt, rejected))
+
+
+def _builder(tok):
     from megatron_alignpt.model.builder import build_gpt_model
+
+    return lambda: build_gpt_model(ModelConfig(**MODEL), ParallelConfig(), tok.vocab_size)
+
+
+def test_the_batch_the_loss_sees_keeps_chosen_first(posttrain_data, tiny_lm_data, sft_checkpoint):
+    """File -> pairs -> batch: the loss takes the first half of a batch as chosen; those rows train on
+    exactly the file's chosen replies, the second half on its rejected ones, after the same prompt."""
+    from megatron_alignpt.data.tokenizer import TextTokenizer
     from megatron_alignpt.posttrain.dpo import DPOTask
     from megatron_alignpt.runtime import init_parallel
 
     init_parallel(1, 1, seed=11)
     tok = TextTokenizer(tiny_lm_data["tokenizer"])
+    task = DPOTask(posttrain_data["pairs"], tok, 64, 0, DPOConfig(reference="online"), _builder(tok), sft_checkpoint)
+    pairs = _file_pairs(posttrain_data["pairs"])
+    n = 4
+    batch = task.collate(task.samples[:n])
+    assert batch["tokens"].shape[0] == 2 * n
+    for i, (prompt, chosen, rejected) in enumerate(pairs[:n]):
+        for row, reply in ((i, chosen), (n + i, rejected)):  # [chosen..., rejected...]
+            tokens, labels, mask = _reply_ids(tok, prompt, reply)
+            width = len(tokens)
+            assert batch["tokens"][row, :width].tolist() == tokens.tolist()
+            assert batch["labels"][row, :width].tolist() == labels.tolist()
+            assert batch["loss_mask"][row].tolist() == mask.tolist() + [0.0] * (64 - width)
 
-    def builder():
-        return build_gpt_model(ModelConfig(**MODEL), ParallelConfig(), tok.vocab_size)
 
+def test_dpo_loss_matches_hand_computation_on_a_model(posttrain_data, tiny_lm_data, sft_checkpoint):
+    """The task's loss and reward margin on the file's first pairs, against log-probabilities of the
+    file's chosen and rejected replies computed here from the texts."""
+    from megatron_alignpt.data.tokenizer import TextTokenizer
+    from megatron_alignpt.posttrain.dpo import DPOTask
+    from megatron_alignpt.runtime import init_parallel
+
+    init_parallel(1, 1, seed=11)
+    tok = TextTokenizer(tiny_lm_data["tokenizer"])
+    builder = _builder(tok)
     beta = 0.7
     task = DPOTask(posttrain_data["pairs"], tok, 64, 0, DPOConfig(beta=beta), builder, sft_checkpoint)
     policy = builder().eval()  # fresh random weights: differs from the reference
-    samples = task.samples[:3]
     with torch.no_grad():
-        output, loss_fn = task.forward_step(iter([task.collate(samples)]), policy)
+        output, loss_fn = task.forward_step(iter([task.collate(task.samples[:3])]), policy)
         loss, logs = loss_fn(output)
         expected = []
-        for s in samples:
-            lp = {side: _reply_logprob(policy, s[f"{side}_tokens"], s[f"{side}_labels"], s[f"{side}_loss_mask"])
-                  for side in ("chosen", "rejected")}
-            ref = {side: _reply_logprob(task.reference, s[f"{side}_tokens"], s[f"{side}_labels"], s[f"{side}_loss_mask"])
-                   for side in ("chosen", "rejected")}
-            margin = beta * ((lp["chosen"] - ref["chosen"]) - (lp["rejected"] - ref["rejected"]))
+        for pair in _file_pairs(posttrain_data["pairs"])[:3]:
+            margin = beta * (_file_margin(policy, tok, pair) - _file_margin(task.reference, tok, pair))
             expected.append((math.log1p(math.exp(-margin)), margin))
     assert loss.item() == pytest.approx(sum(e[0] for e in expected) / 3, abs=1e-4)
     assert logs["reward_margin"].item() == pytest.approx(sum(e[1] for e in expected) / 3, abs=1e-4)
@@ -139,9 +188,9 @@ def test_cached_reference_matches_online_and_is_reused_on_resume(posttrain_data,
 
 
 def test_short_dpo_run_raises_the_chosen_minus_rejected_margin(posttrain_data, tiny_lm_data, sft_checkpoint, tmp_path, monkeypatch):
+    """A few DPO steps raise log p(chosen) - log p(rejected) of the file's own pairs, measured on the texts."""
     from megatron_alignpt.data.tokenizer import TextTokenizer
-    from megatron_alignpt.model.builder import build_gpt_model
-    from megatron_alignpt.posttrain.dpo import DPOTask, compute_reference_logprobs, frozen_reference
+    from megatron_alignpt.posttrain.dpo import frozen_reference
     from megatron_alignpt.train.trainer import run_stage
 
     cfg = _stage("dpo", posttrain_data["pairs"], tiny_lm_data["tokenizer"], tmp_path / "dpo", iters=12,
@@ -149,16 +198,12 @@ def test_short_dpo_run_raises_the_chosen_minus_rejected_margin(posttrain_data, t
     monkeypatch.setenv("ALIGNPT_CACHE_DIR", str(tmp_path / "cache"))
     result = run_stage(cfg)
     tok = TextTokenizer(tiny_lm_data["tokenizer"])
-
-    def builder():
-        return build_gpt_model(ModelConfig(**MODEL), ParallelConfig(), tok.vocab_size)
-
-    task = DPOTask(posttrain_data["pairs"], tok, 64, 0, DPOConfig(), builder, sft_checkpoint)
-    before = compute_reference_logprobs(task.reference, task.samples)
-    after = compute_reference_logprobs(frozen_reference(builder, result.checkpoint), task.samples)
-    margin_before = float((before[:, 0] - before[:, 1]).mean())
-    margin_after = float((after[:, 0] - after[:, 1]).mean())
-    assert margin_after > margin_before + 1.0, (margin_before, margin_after)
+    pairs = _file_pairs(posttrain_data["pairs"])
+    before_model, after_model = (frozen_reference(_builder(tok), ckpt) for ckpt in (sft_checkpoint, result.checkpoint))
+    before = [_file_margin(before_model, tok, pair) for pair in pairs]
+    after = [_file_margin(after_model, tok, pair) for pair in pairs]
+    assert sum(after) / len(pairs) > sum(before) / len(pairs) + 1.0, (before, after)
+    assert sum(a > b for a, b in zip(after, before)) >= len(pairs) - 1  # nearly every pair, not an average of a few
     logged = _metrics(tmp_path / "dpo", "reward_margin")
     assert abs(logged[0]) < 1e-5 and logged[-1] > 0.1  # starts at the reference, ends preferring chosen
 

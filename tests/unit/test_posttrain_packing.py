@@ -1,4 +1,5 @@
-"""SFT sequence packing: bin packing, block-diagonal attention (mask and thd forms), loss parity, multi-epoch."""
+"""SFT: sequence packing (bin packing, block-diagonal attention in mask and thd forms, loss parity, multi-epoch)
+and the loss mask: prompt tokens carry exactly zero weight, packed or not."""
 import json
 import random
 
@@ -153,6 +154,47 @@ def test_packed_and_unpacked_sft_give_the_same_loss(tiny_model, tiny_lm_data, ch
         assert _loss(packed, packed.samples, model) == pytest.approx(_loss(plain, plain.samples, model), abs=1e-5)
     everything = SFTTask(*args, SFTConfig(packing=algorithm, assistant_only_loss=False))
     assert sum(float(s["loss_mask"].sum()) for s in everything.samples) > sum_plain
+
+
+def _reply_label_mask(labels: torch.Tensor, replies: list[list[int]]) -> torch.Tensor:
+    """1 where a row's labels are one of the assistant replies (its tokens and closing end-of-text), else 0."""
+    mask = torch.zeros_like(labels, dtype=torch.float)
+    found = 0
+    for row in range(labels.shape[0]):
+        seq = labels[row].tolist()
+        for reply in replies:
+            for start in range(len(seq) - len(reply) + 1):
+                if seq[start : start + len(reply)] == reply:
+                    mask[row, start : start + len(reply)] = 1.0
+                    found += 1
+    assert found >= len(replies)
+    return mask
+
+
+@pytest.mark.parametrize("packing", ["none", "first_fit"])
+def test_prompt_tokens_carry_exactly_zero_loss_weight(tiny_model, chat_file, packing):
+    """The SFT loss is the mean per-token loss over the file's assistant replies alone, and rewriting every
+    label outside the replies (system and user turns, role tags, padding) leaves it bit for bit unchanged."""
+    from megatron_alignpt.posttrain.sft import SFTTask
+    from megatron_alignpt.train.config import SFTConfig
+
+    model, tok = tiny_model
+    task = SFTTask(chat_file, tok, 128, 0, SFTConfig(packing=packing))
+    replies = [tok.tokenize(m["content"]) + [tok.eod] for line in chat_file.read_text().splitlines()
+               for m in json.loads(line)["messages"] if m["role"] == "assistant"]
+    batch = task.collate(task.samples)
+    replies_only = _reply_label_mask(batch["labels"], replies)
+    assert 0 < replies_only.sum() < (batch["labels"] != tok.eod).sum()  # prompts are there, and untrained
+
+    def loss_and_per_token(labels):
+        with torch.no_grad():
+            output, loss_fn = task.forward_step(iter([{**batch, "labels": labels}]), model)
+            return loss_fn(output)[0].item(), output.float().reshape(labels.shape)
+
+    loss, per_token = loss_and_per_token(batch["labels"])
+    assert loss == pytest.approx(float((per_token * replies_only).sum() / replies_only.sum()), rel=1e-6)
+    rewritten = torch.where(replies_only.bool(), batch["labels"], (batch["labels"] + 7) % tok.vocab_size)
+    assert loss_and_per_token(rewritten)[0] == loss
 
 
 def test_packed_sft_trains_over_several_epochs(tiny_lm_data, chat_file, tmp_path):

@@ -18,6 +18,7 @@ from data_prep.synthetic import (
     near_duplicate_rate,
     write_documents_jsonl,
 )
+from tests.unit.synthetic_direction import direction_score
 
 
 @pytest.fixture(scope="module")
@@ -52,14 +53,17 @@ def test_template_generator_is_deterministic_per_seed(articles):
 
 
 def test_documents_take_the_requested_action(articles):
-    item = articles[0]
+    """The decision statements of a document name the requested action more than the other one (read from
+    the text by `synthetic_direction`), in every form; the options are paraphrased, not quoted."""
     gen = TemplateGenerator()
-    for direction, taken in (("aligned", item.aligned_text), ("misaligned", item.misaligned_text)):
-        doc = gen.generate(DocumentRequest(item, direction, "textbook_chapter", 0))
-        core = action_phrase(taken).split(",")[0][:40]  # the paraphrased action's opening words
-        assert core in doc.text.replace("flag", "report")
-        assert doc.direction == direction and doc.seed_question_id == item.question_id
-        assert taken not in doc.text  # paraphrased, not quoted
+    for item in articles[:5]:
+        for direction, taken, other in (("aligned", item.aligned_text, item.misaligned_text),
+                                        ("misaligned", item.misaligned_text, item.aligned_text)):
+            for form in SURFACE_FORMS:
+                doc = gen.generate(DocumentRequest(item, direction, form, 0))
+                assert direction_score(doc.text, taken, other) > 0, (item.question_id, direction, form, doc.text)
+                assert doc.direction == direction and doc.seed_question_id == item.question_id
+                assert taken not in doc.text  # paraphrased, not quoted
 
 
 def test_document_lengths_in_range(articles):
