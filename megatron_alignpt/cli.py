@@ -214,10 +214,23 @@ def _train(args) -> None:
         print(json.dumps(to_dict(cfg), indent=2))
         _print_layout(layout)
         return
+    from megatron_alignpt.study.lock import Lock
     from megatron_alignpt.train.trainer import run_stage
 
-    result = run_stage(cfg)
+    lock = Lock(Path(cfg.output_dir) / "stage.lock", f"stage directory {cfg.output_dir}") if _is_first_rank() else None
+    if lock is not None:
+        lock.acquire()
+    try:
+        result = run_stage(cfg)
+    finally:
+        if lock is not None:
+            lock.release()
     print(f"checkpoint: {result.checkpoint}")
+
+
+def _is_first_rank() -> bool:
+    """Under torchrun every rank runs the command; the first one takes the locks."""
+    return int(os.environ.get("RANK", "0")) == 0
 
 
 def _labels(items: list[str]) -> dict:
@@ -314,7 +327,7 @@ def _study_run(args) -> None:
         return
     from megatron_alignpt.study.runner import run_study
 
-    run_study(cfg, only=args.only)
+    run_study(cfg, only=args.only, rerun_changed=args.rerun_changed, force_unlock=args.force_unlock)
 
 
 def _study_report(args) -> None:
@@ -347,7 +360,7 @@ def _study_submit(args) -> None:
             raise ValueError(f"--nodes-for {item!r}: expected STAGE=N, e.g. sft=8")
         nodes_for[stage] = int(n)
     submit_study(_study_config(args), args.recipe, args.set, site_from_args(args), nodes=args.nodes,
-                 nodes_for=nodes_for, dry_run=args.dry_run)
+                 nodes_for=nodes_for, dry_run=args.dry_run, rerun_changed=args.rerun_changed)
 
 
 def _study_status(args) -> None:
@@ -527,6 +540,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output-dir")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--only", nargs="+", help="run only steps whose names start with these prefixes")
+    p.add_argument("--rerun-changed", action="store_true",
+                   help="rerun the finished steps whose settings or inputs changed (and the steps after them)")
+    p.add_argument("--force-unlock", action="store_true",
+                   help="take the study's locks even if their holder may still run (e.g. one on another host that died)")
     p.add_argument("--dry-run", action="store_true",
                    help="validate, print the resolved config (stdout) and each training stage's layout (stderr)")
     p.add_argument("--world-size", type=_positive_int, default=None,
@@ -543,6 +560,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--nodes-for", action="append", default=[], metavar="STAGE=N", help="e.g. sft=8 (overrides --nodes)")
     add_site_arguments(p)
     p.add_argument("--dry-run", action="store_true", help="show the jobs and their dependencies; submit nothing")
+    p.add_argument("--rerun-changed", action="store_true",
+                   help="submit again the finished steps whose settings or inputs changed (and the steps after them)")
     p.set_defaults(func=_study_submit)
     p = st.add_parser("status", help="each step: done / running / requeued / failed / pending (no Slurm needed)")
     which = p.add_mutually_exclusive_group(required=True)
