@@ -160,7 +160,12 @@ def iter_lines(path: str | Path) -> Iterator[tuple[int, str]]:
     except (IsADirectoryError, FileNotFoundError, PermissionError):
         raise
     except (OSError, EOFError, zlib.error, _ZSTD_ERROR) as err:  # a truncated or corrupt .gz / .zst
-        raise DataFormatError(path, None, None, f"corrupt or truncated compressed data ({err})") from None
+        raise DataFormatError(path, None, None, f"corrupt or truncated compressed data ({_reason(err)})") from None
+
+
+def _reason(err: BaseException) -> str:
+    """A library's error message on one line (pyarrow's span several)."""
+    return " ".join(str(err).split())
 
 
 def _parse_line(path: Path, number: int, line: str) -> dict[str, Any]:
@@ -191,8 +196,11 @@ def _iter_parquet(path: Path, batch_size: int = 4096) -> Iterator[Record]:
     try:
         parquet = pq.ParquetFile(path, page_checksum_verification=True)
         expected = parquet.metadata.num_rows
+        schema_problem = _schema_disagreement(parquet)
     except errors as err:  # pyarrow raises its own ArrowInvalid for non-Parquet bytes
-        raise DataFormatError(path, None, None, f"not a readable Parquet file ({err})") from None
+        raise DataFormatError(path, None, None, f"not a readable Parquet file ({_reason(err)})") from None
+    if schema_problem:
+        raise DataFormatError(path, None, None, f"corrupt Parquet footer: {schema_problem}")
     row = 0
     batches = parquet.iter_batches(batch_size=batch_size)
     while True:
@@ -200,7 +208,7 @@ def _iter_parquet(path: Path, batch_size: int = 4096) -> Iterator[Record]:
             batch = next(batches, None)
             rows = batch.to_pylist() if batch is not None else None
         except errors as err:
-            raise DataFormatError(path, row + 1, None, f"corrupt Parquet data ({err})") from None
+            raise DataFormatError(path, row + 1, None, f"corrupt Parquet data ({_reason(err)})") from None
         if rows is None:
             break
         for data in rows:
@@ -208,6 +216,28 @@ def _iter_parquet(path: Path, batch_size: int = 4096) -> Iterator[Record]:
             yield Record(str(path), row, data)
     if row != expected:
         raise DataFormatError(path, None, None, f"corrupt Parquet file: read {row} rows, its footer records {expected}")
+
+
+def _schema_disagreement(parquet) -> str | None:
+    """Files written by pyarrow keep the schema twice in the footer, which has no checksum: as Parquet
+    columns and as the Arrow schema. A damaged footer can rename a column or turn strings into bytes;
+    the two copies then disagree."""
+    import base64
+
+    import pyarrow as pa
+
+    stored = (parquet.metadata.metadata or {}).get(b"ARROW:schema")
+    if stored is None:
+        return None
+    arrow = pa.ipc.read_schema(pa.py_buffer(base64.b64decode(stored)))
+    actual = parquet.schema_arrow
+    if actual.names != arrow.names:
+        return f"columns {actual.names} disagree with the recorded schema's {arrow.names}"
+    for field, recorded in zip(actual, arrow):
+        flat = not pa.types.is_nested(recorded.type)
+        if flat and not field.type.equals(recorded.type):
+            return f"column {field.name!r} reads as {field.type}, recorded as {recorded.type}"
+    return None
 
 
 def iter_records(path: str | Path, allow_empty: bool = False) -> Iterator[Record]:
