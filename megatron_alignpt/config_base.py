@@ -89,6 +89,10 @@ def check_fields(cfg: Any, where: str = "") -> None:
         _coerce(hints[f.name], getattr(cfg, f.name), _join(where, f.name), convert=False)
 
 
+# Types checked by isinstance alone: hint -> (accepted types, what the message asks for).
+_SCALARS = {bool: ((bool,), "true or false"), str: ((str,), "a string"), Path: ((str, Path), "a path")}
+
+
 def _type_name(value: Any) -> str:
     return f"{type(value).__name__} {value!r}" if not isinstance(value, (dict, list)) else type(value).__name__
 
@@ -128,14 +132,11 @@ def _coerce(hint: Any, value: Any, where: str, convert: bool) -> Any:
         inner = args[1] if len(args) == 2 else Any
         out = {k: _coerce(inner, v, f"{where}.{k}", convert) for k, v in value.items()}
         return out if convert else value
-    if hint is Path:
-        if not isinstance(value, (str, Path)):
-            raise ConfigError(f"{where}: expected a path, got {_type_name(value)}")
-        return Path(value) if convert else value
-    if hint is bool:
-        if not isinstance(value, bool):
-            raise ConfigError(f"{where}: expected true or false, got {_type_name(value)}")
-        return value
+    if hint in _SCALARS:
+        accepted, expected = _SCALARS[hint]
+        if not isinstance(value, accepted):
+            raise ConfigError(f"{where}: expected {expected}, got {_type_name(value)}")
+        return Path(value) if convert and hint is Path else value
     if hint is int:
         if isinstance(value, bool) or not isinstance(value, numbers.Real):
             raise ConfigError(f"{where}: expected an integer, got {_type_name(value)}")
@@ -150,10 +151,6 @@ def _coerce(hint: Any, value: Any, where: str, convert: bool) -> Any:
         if not math.isfinite(value):
             raise ConfigError(f"{where}: must be a finite number, got {value!r}")
         return float(value) if convert else value
-    if hint is str:
-        if not isinstance(value, str):
-            raise ConfigError(f"{where}: expected a string, got {_type_name(value)}")
-        return value
     return value
 
 
