@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional
@@ -135,6 +136,15 @@ def step_settings(cfg: StudyConfig, layout, step: str) -> tuple[dict, dict[str, 
     if suffix == "eval_capabilities":
         return {"eval.capability_tasks": cfg.eval.capability_tasks}, {}
     return {}, {}  # results, report: only what they wait for
+
+
+def stale_outputs(cfg: StudyConfig, layout, step: str) -> list[Path]:
+    """What must go before ``step`` reruns from scratch: a training stage would otherwise resume from
+    the old run's checkpoints. Other steps replace their outputs whole when they run."""
+    condition, _, suffix = step.rpartition(".")
+    if suffix in ("pretrain", "midtrain", "cpt", "sft", "dpo") and condition in {c.name for c in cfg.conditions}:
+        return [layout.stage_dir(condition, suffix)]
+    return []
 
 
 def study_fingerprints(cfg: StudyConfig) -> dict[str, StepPrint]:
@@ -264,8 +274,9 @@ def settle(cfg: StudyConfig, rerun_changed: bool = False, write: bool = True,
     """Compare the finished steps with ``cfg`` before anything runs or is rewritten.
 
     Changed steps raise StudyChanged, or with ``rerun_changed`` lose their done markers (returned, so
-    ranks that do not write agree on what to run). Markers that predate fingerprints and match get
-    one. Then ``study.json`` is written (when ``write``). Returns (fingerprints, steps to rerun).
+    ranks that do not write agree on what to run) and a training stage its directory (it would resume
+    from the old checkpoints). Markers that predate fingerprints and match get one. Then ``study.json``
+    is written (when ``write``). Returns (fingerprints, steps to rerun).
     """
     from megatron_alignpt.study.runner import StudyLayout
 
@@ -281,8 +292,12 @@ def settle(cfg: StudyConfig, rerun_changed: bool = False, write: bool = True,
         echo(f"no settings recorded for {len(unknown)} finished step(s) (an older version, and no readable "
              f"{STUDY_JSON}); taking them as made with these: {', '.join(unknown)}")
     if write:
-        for step in rerun:
+        for step in sorted(rerun):
             layout.marker(step).unlink(missing_ok=True)
+            for old in stale_outputs(cfg, layout, step):
+                if old.exists():
+                    echo(f"--rerun-changed: removing {old} (made with the old settings)")
+                    shutil.rmtree(old)
         for step, now in prints.items():  # record the prints of older markers that match
             marker = layout.marker(step)
             if step not in rerun and marker.is_file() and StepPrint.from_record(_read(marker)) is None:

@@ -78,6 +78,10 @@ def test_inputs_count_by_content_not_by_path(study, tmp_path):
         run_study(cfg, only=DATA)
     assert f"data.filter: input data.corpus ({corpus}) changed" in str(err.value)
     assert "data.tokenizer" in str(err.value) and "data.manifests" in str(err.value)
+    assert set(run_study(cfg, only=DATA, rerun_changed=True)) == {"data.filter", "data.tokenizer", "data.synthetic",
+                                                                  "data.tokenize", "data.manifests"}
+    stats = json.loads((study / "data" / "filtered" / "pretrain" / "stats.json").read_text())
+    assert stats["files"][0]["input"] == str(corpus)
 
 
 def test_a_moved_study_directory_is_unchanged(study, tmp_path):
@@ -109,3 +113,28 @@ def test_a_change_reaches_the_steps_after_it_and_no_others(tmp_path):
     trained = changed("sft.optimizer.lr=1e-4")
     assert "unfiltered.sft" in trained and "unfiltered.dpo" in trained and "unfiltered.eval_post" in trained
     assert not any(s.startswith("data.") or s.endswith((".pretrain", ".midtrain", ".eval_base")) for s in trained)
+
+
+def test_rerun_changed_training_stage_starts_over(study):
+    """A changed training stage must not resume from the old run's final checkpoint (with fewer
+    iterations it would train nothing and pass the old weights off as new)."""
+    import dataclasses
+
+    from megatron_alignpt.study.fingerprint import settle
+    from megatron_alignpt.study.runner import StudyLayout
+
+    old = recipe(study)
+    layout = StudyLayout(old)
+    marker = layout.marker("unfiltered.pretrain")
+    marker.write_text(json.dumps({"step": "unfiltered.pretrain", "seconds": 60.0,
+                                  **dataclasses.asdict(study_fingerprints(old)["unfiltered.pretrain"])}))
+    stage_dir = layout.stage_dir("unfiltered", "pretrain")
+    (stage_dir / "checkpoints" / "iter_0000250").mkdir(parents=True)
+    new = recipe(study, "data.max_synthetic_repetitions=60", "pretrain.optimizer.lr=1e-3")
+    with pytest.raises(StudyChanged, match=r"unfiltered.pretrain: optimizer.lr 0.002 -> 0.001"):
+        settle(new)
+    said = []
+    _, rerun = settle(new, rerun_changed=True, echo=said.append)
+    assert rerun == {"data.manifests", "unfiltered.pretrain"}
+    assert not marker.exists() and not stage_dir.exists()
+    assert any(f"removing {stage_dir}" in line for line in said)
