@@ -292,6 +292,11 @@ def settle(cfg: StudyConfig, rerun_changed: bool = False, write: bool = True,
         echo(f"no settings recorded for {len(unknown)} finished step(s) (an older version, and no readable "
              f"{STUDY_JSON}); taking them as made with these: {', '.join(unknown)}")
     if write:
+        from megatron_alignpt.study.lock import LockHeld, live_holders, step_lock_path
+
+        running = live_holders([step_lock_path(layout.root, step) for step in sorted(rerun)], echo)
+        if running:  # e.g. a Slurm job of the old settings: its outputs cannot be removed under it
+            raise LockHeld(f"cannot rerun changed steps while they run: {'; '.join(running)}")
         for step in sorted(rerun):
             layout.marker(step).unlink(missing_ok=True)
             for old in stale_outputs(cfg, layout, step):
