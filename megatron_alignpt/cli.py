@@ -30,6 +30,7 @@ one line naming the file, line and field and exit with status 2 (ALIGNPT_DEBUG=1
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -218,13 +219,8 @@ def _train(args) -> None:
     from megatron_alignpt.train.trainer import run_stage
 
     lock = Lock(Path(cfg.output_dir) / "stage.lock", f"stage directory {cfg.output_dir}") if _is_first_rank() else None
-    if lock is not None:
-        lock.acquire()
-    try:
+    with lock or contextlib.nullcontext():
         result = run_stage(cfg)
-    finally:
-        if lock is not None:
-            lock.release()
     print(f"checkpoint: {result.checkpoint}")
 
 
@@ -247,7 +243,7 @@ def _eval_misalignment(args) -> None:
     if args.hf and args.scoring != "logprob":
         raise ValueError("--scoring generate needs --checkpoint (the study's chat template); convert an HF model with 'alignpt convert hf2mcore'")
     out = Path(args.out)
-    _claim_outputs(args, out / "summary.json", out / "items.jsonl", inputs=[args.data, args.hf or args.checkpoint])
+    _claim_outputs(args, out / "summary.json", out / "items.jsonl", inputs=[args.data])
     if args.hf:
         from megatron_alignpt.convert.hf_eval import evaluate_misalignment_hf
 
@@ -279,7 +275,7 @@ def _eval_capabilities(args) -> None:
         os.environ["HF_HUB_OFFLINE"] = "1"
     from megatron_alignpt.eval.capabilities import run_capabilities
 
-    _claim_outputs(args, Path(args.out) / "capabilities.json", inputs=[args.checkpoint])
+    _claim_outputs(args, Path(args.out) / "capabilities.json")
     result = run_capabilities(
         Path(args.checkpoint), args.tasks, Path(args.out), tensor_parallel=args.tensor_parallel, batch_size=args.batch_size,
         num_fewshot=args.num_fewshot, limit=args.limit, include_path=args.include_path, skip_unavailable=args.skip_unavailable,
