@@ -7,6 +7,7 @@ finished without an exception. An interrupted step therefore leaves either the o
 from __future__ import annotations
 
 import contextlib
+import glob
 import hashlib
 import json
 import os
@@ -47,6 +48,32 @@ def remove_stale_temps(directory: str | Path, recursive: bool = False) -> list[P
         if is_temp_name(entry.name) and os.path.lexists(entry):
             _remove(entry)
             removed.append(entry)
+    return removed
+
+
+def _pid_running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_abandoned_temps(final: str | Path) -> list[Path]:
+    """Delete the temporaries of earlier writers of ``final`` whose process is gone (killed runs), so
+    large outputs (datasets, filter directories) leave no hidden leftovers behind reruns. A writer
+    still running on this machine keeps its file."""
+    final = Path(final)
+    pattern = re.compile(rf"^\.{re.escape(final.name)}\.(?:tmp|old)-(\d+)$")
+    removed = []
+    if final.parent.is_dir():
+        for entry in final.parent.glob(f".{glob.escape(final.name)}.*"):
+            match = pattern.match(entry.name)
+            if match and int(match.group(1)) != os.getpid() and not _pid_running(int(match.group(1))):
+                _remove(entry)
+                removed.append(entry)
     return removed
 
 
@@ -124,6 +151,7 @@ def atomic_dir(final: str | Path, overwrite: bool = False, inputs: Iterable[str 
     """
     final = check_output(final, inputs, overwrite)
     final.parent.mkdir(parents=True, exist_ok=True)
+    remove_abandoned_temps(final)
     tmp = temp_sibling(final)
     _remove(tmp)
     tmp.mkdir()

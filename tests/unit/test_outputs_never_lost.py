@@ -95,3 +95,30 @@ def test_stale_temporaries_are_removed_and_nothing_else(tmp_path):
     assert (tmp_path / "sub" / ".tokens.bin.tmp-99").exists()  # not recursive unless asked
     remove_stale_temps(tmp_path, recursive=True)
     assert sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*")) == sorted(keep + ["sub"])
+
+
+def test_rerun_removes_what_a_killed_writer_of_the_same_output_left(tmp_path):
+    """A killed `prep tokenize` left `.x.bin.tmp-PID` (tens of MB) that nothing removed."""
+    import subprocess
+    import sys
+
+    from data_prep.indexed import IndexedDatasetWriter
+
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        killed = [tmp_path / f".x.bin.tmp-{gone.pid}", tmp_path / f".x.idx.tmp-{gone.pid}"]
+        running = tmp_path / f".x.bin.tmp-{live.pid}"
+        other = tmp_path / f".y.bin.tmp-{gone.pid}"
+        for path in killed + [running, other]:
+            path.write_bytes(b"partial")
+        with IndexedDatasetWriter(tmp_path / "x", vocab_size=300) as writer:
+            writer.add_document([1, 2, 3])
+        assert not any(p.exists() for p in killed) and running.exists() and other.exists()
+        with atomic_dir(tmp_path / "y.bin"):  # an output directory's leftovers likewise
+            pass
+        assert not other.exists()
+    finally:
+        live.kill()
+        live.wait()
