@@ -63,7 +63,8 @@ def input_print(source: str | Path) -> dict[str, str]:
         content = f"sha256:{sha256_file(path)}" if size <= SMALL_FILE_BYTES else f"size:{size}:mtime:{path.stat().st_mtime_ns}"
     elif path.is_dir():
         digest = hashlib.sha256()
-        for file in sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith(".")):
+        visible = (p for p in path.rglob("*") if not any(part.startswith(".") for part in p.relative_to(path).parts))
+        for file in sorted(p for p in visible if p.is_file()):  # hidden ones are not read as input either
             stat = file.stat()
             digest.update(f"{file.relative_to(path)}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
         content = f"files:{digest.hexdigest()[:32]}"
@@ -171,11 +172,11 @@ def _flat(value: Any, prefix: str = "") -> dict[str, Any]:
     return {prefix: value}
 
 
+_UNSET = object()
+
+
 def _show(value: Any) -> str:
     return "(unset)" if value is _UNSET else json.dumps(value, default=str)
-
-
-_UNSET = object()
 
 
 def differences(before: StepPrint, now: StepPrint) -> list[str]:
@@ -305,8 +306,9 @@ def settle(cfg: StudyConfig, rerun_changed: bool = False, write: bool = True,
                     shutil.rmtree(old)
         for step, now in prints.items():  # record the prints of older markers that match
             marker = layout.marker(step)
-            if step not in rerun and marker.is_file() and StepPrint.from_record(_read(marker)) is None:
-                atomic_write_json(marker, {**_read(marker), **asdict(now)})
+            record = _read(marker) if step not in rerun and marker.is_file() else None
+            if record is not None and StepPrint.from_record(record) is None:
+                atomic_write_json(marker, {**record, **asdict(now)})
         atomic_write_json(layout.root / STUDY_JSON, to_dict(cfg))
     return prints, rerun
 
