@@ -51,7 +51,8 @@ def remove_stale_temps(directory: str | Path, recursive: bool = False) -> list[P
     return removed
 
 
-def _pid_running(pid: int) -> bool:
+def pid_running(pid: int) -> bool:
+    """Whether a process with this PID runs on this machine."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -71,7 +72,7 @@ def remove_abandoned_temps(final: str | Path) -> list[Path]:
     if final.parent.is_dir():
         for entry in final.parent.glob(f".{glob.escape(final.name)}.*"):
             match = pattern.match(entry.name)
-            if match and int(match.group(1)) != os.getpid() and not _pid_running(int(match.group(1))):
+            if match and int(match.group(1)) != os.getpid() and not pid_running(int(match.group(1))):
                 _remove(entry)
                 removed.append(entry)
     return removed

@@ -21,6 +21,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Iterator, Optional
 
+from data_prep.atomic import pid_running
+
 
 class LockHeld(FileExistsError):
     """Another run holds the lock; the message says who and what to do."""
@@ -86,13 +88,7 @@ def _process_running(pid: int, started_unix: float) -> bool:
             return False
         except psutil.Error:
             return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    return pid_running(pid)
 
 
 class Lock:
