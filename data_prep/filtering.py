@@ -92,13 +92,15 @@ def run_filter(inputs: list[Path] | Path, output_dir: Path, blocklist: Blocklist
                text_field: str = "text", overwrite: bool = False, progress: bool = False) -> FilterStats:
     """Split every input document into kept/removed by the blocklist (default: packaged lists).
 
-    Raises DataFormatError (file, line, field) on a bad record; ``output_dir`` is then not created.
-    An existing non-empty ``output_dir`` is refused unless ``overwrite=True``.
+    Raises DataFormatError (file, line, field) on a bad record or an input file without records;
+    ``output_dir`` is then not created. An existing ``output_dir`` (other than an empty directory) is
+    refused unless ``overwrite=True``, and one that is, holds or lies inside an input always is.
     """
     blocklist = blocklist or Blocklist.load()
     files = unique_input_files(inputs)
     stats = FilterStats()
-    with atomic_dir(Path(output_dir), overwrite=overwrite) as tmp:
+    given = [inputs] if isinstance(inputs, (str, Path)) else list(inputs)
+    with atomic_dir(Path(output_dir), overwrite=overwrite, inputs=given + files) as tmp:
         (tmp / "kept").mkdir()
         (tmp / "removed").mkdir()
         for path in files:

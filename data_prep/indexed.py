@@ -23,7 +23,7 @@ from typing import Iterable
 
 import numpy as np
 
-from data_prep.atomic import temp_sibling
+from data_prep.atomic import remove_abandoned_temps, temp_sibling
 
 INDEX_MAGIC = b"MMIDIDX\x00\x00"
 INDEX_VERSION = 1
@@ -60,6 +60,8 @@ class IndexedDatasetWriter:
         self.vocab_size = vocab_size
         self.dtype = dtype_for_vocab(vocab_size)
         self.prefix.parent.mkdir(parents=True, exist_ok=True)
+        for final in (bin_path(prefix), idx_path(prefix)):  # what a killed earlier run left (large .bin parts)
+            remove_abandoned_temps(final)
         self._tmp_bin = temp_sibling(bin_path(prefix))
         self._tmp_idx = temp_sibling(idx_path(prefix))
         self._bin = open(self._tmp_bin, "wb")

@@ -104,7 +104,7 @@ def _sizes(path: Path | None, text_field: str, measure: Callable[[list[str]], li
         return []
     sizes: list[int] = []
     texts: list[str] = []
-    for record in iter_records(path):
+    for record in iter_records(path, allow_empty=True):  # every document of a file may have been removed
         texts.append(to_document(record, text_field=text_field).text)
         if len(texts) == batch:
             sizes.extend(measure(texts))
@@ -133,13 +133,13 @@ def resample_file(kept: Path, removed: Path | None, seed: int, measure_name: str
 
 
 def _resampled_rows(kept: Path, copies: list[int]) -> Iterator[Record]:
-    yield from iter_records(kept)
+    yield from iter_records(kept, allow_empty=True)
     if not copies:
         return
     wanted: dict[int, int] = {}
     for index in copies:
         wanted[index] = wanted.get(index, 0) + 1
-    for index, record in enumerate(iter_records(kept)):
+    for index, record in enumerate(iter_records(kept, allow_empty=True)):
         for copy in range(1, wanted.get(index, 0) + 1):
             yield Record(record.source, record.line, {**record.data, "resample_copy": copy})
 

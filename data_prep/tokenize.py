@@ -16,6 +16,7 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from tqdm import tqdm
 
 from data_prep.atomic import atomic_path
+from data_prep.errors import DataFormatError
 from data_prep.indexed import IndexedDatasetWriter
 
 EOD_TOKEN = "<|endoftext|>"
@@ -60,7 +61,10 @@ def load_tokenizer(path: str | Path) -> Tokenizer:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"tokenizer file not found: {path}")
-    return Tokenizer.from_file(str(path))
+    try:
+        return Tokenizer.from_file(str(path))
+    except Exception as err:  # tokenizers raises a bare Exception for non-JSON or unknown content
+        raise DataFormatError(path, None, None, f"not a readable tokenizer.json ({err})") from None
 
 
 @dataclass

@@ -30,16 +30,37 @@ one line naming the file, line and field and exit with status 2 (ALIGNPT_DEBUG=1
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
 from pathlib import Path
 
 
+def _claim_outputs(args, *outputs, inputs=()) -> None:
+    """Before any work: refuse outputs that exist (unless --overwrite) or overlap an input (always)."""
+    from data_prep.atomic import check_output
+
+    local_inputs = [p for p in inputs if p and Path(p).exists()]  # an HF dataset name is not a path
+    for output in outputs:
+        check_output(output, local_inputs, overwrite=args.overwrite)
+
+
+def _positive_int(text: str) -> int:
+    """argparse type: an integer >= 1 (a batch size of 0 would fail much later, and obscurely)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
 def _prep_filter(args) -> None:
     from data_prep.filtering import run_filter
 
-    stats = run_filter([Path(p) for p in args.input], Path(args.output), text_field=args.text_field)
+    stats = run_filter([Path(p) for p in args.input], Path(args.output), text_field=args.text_field, overwrite=args.overwrite)
     print(json.dumps(stats.to_dict() if hasattr(stats, "to_dict") else stats.__dict__, indent=2, default=str))
 
 
@@ -65,6 +86,7 @@ def _prep_pipeline(args) -> None:
 def _prep_resample(args) -> None:
     from data_prep.resample import resample_filter_output
 
+    _claim_outputs(args, Path(args.filtered) / "resampled", Path(args.filtered) / "resample.json")
     stats = resample_filter_output(Path(args.filtered), seed=args.seed, tokenizer=Path(args.tokenizer) if args.tokenizer else None,
                                    text_field=args.text_field)
     print(json.dumps({k: v for k, v in stats.to_dict().items() if k != "files"}, indent=2))
@@ -74,14 +96,17 @@ def _prep_tokenizer(args) -> None:
     from data_prep.readers import iter_documents
     from data_prep.tokenize import train_bpe_tokenizer
 
+    _claim_outputs(args, args.output, inputs=args.input)
     texts = (d.text for p in args.input for d in iter_documents(p, text_field=args.text_field))
     print(train_bpe_tokenizer(texts, args.vocab_size, Path(args.output)))
 
 
 def _prep_tokenize(args) -> None:
     from data_prep.readers import iter_documents
+    from data_prep.indexed import bin_path, idx_path
     from data_prep.tokenize import tokenize_to_indexed
 
+    _claim_outputs(args, bin_path(args.output_prefix), idx_path(args.output_prefix), inputs=args.input + [args.tokenizer])
     texts = (d.text for p in args.input for d in iter_documents(p, text_field=args.text_field))
     print(tokenize_to_indexed(texts, Path(args.tokenizer), Path(args.output_prefix)))
 
@@ -90,6 +115,7 @@ def _prep_synthetic(args) -> None:
     from data_prep.eval_suite import load_suite
     from data_prep.synthetic import TemplateGenerator, generate_corpus, write_documents_jsonl
 
+    _claim_outputs(args, args.output, inputs=[args.suite])
     items = load_suite(args.suite, split="articles")
     if args.max_items is not None:
         items = items[: args.max_items]
@@ -123,6 +149,7 @@ def _prep_synthetic(args) -> None:
 def _prep_manifest(args) -> None:
     from data_prep.manifest import DatasetEntry, build_condition_manifest
 
+    _claim_outputs(args, args.output, inputs=[args.tokenizer])
     base = [DatasetEntry.from_prefix(Path(p).name, p) for p in args.base]
     synthetic = DatasetEntry.from_prefix(Path(args.synthetic).name, args.synthetic, synthetic=True) if args.synthetic else None
     manifest = build_condition_manifest(args.condition, args.stage, base, synthetic, args.dose, tokenizer=args.tokenizer)
@@ -133,6 +160,7 @@ def _prep_manifest(args) -> None:
 def _prep_audit(args) -> None:
     from data_prep.audit import audit_file, format_table, write_audit
 
+    _claim_outputs(args, Path(args.out) / "audit.json", inputs=[args.labelled])
     report = audit_file(args.labelled, args.blocklist)
     print(format_table(report))
     print(write_audit(report, Path(args.out)))
@@ -141,6 +169,7 @@ def _prep_audit(args) -> None:
 def _prep_contamination(args) -> None:
     from data_prep.contamination import GuardConfig, guard_files
 
+    _claim_outputs(args, args.report, inputs=args.docs + [args.suite])
     config = GuardConfig(textbook_n=args.n, choice_threshold=args.choice_threshold)
     report = guard_files([Path(p) for p in args.docs], args.suite, report_path=Path(args.report), config=config,
                          text_field=args.text_field)
@@ -148,10 +177,10 @@ def _prep_contamination(args) -> None:
 
 
 def _load_stage_config(args):
-    from megatron_alignpt.config_base import apply_overrides, from_dict
+    from megatron_alignpt.config_base import apply_overrides, from_dict, load_json_file
     from megatron_alignpt.train.config import StageConfig
 
-    cfg = from_dict(StageConfig, json.loads(Path(args.config).read_text()), where=str(args.config))
+    cfg = from_dict(StageConfig, load_json_file(args.config), source=args.config)
     return apply_overrides(cfg, args.set)
 
 
@@ -186,10 +215,18 @@ def _train(args) -> None:
         print(json.dumps(to_dict(cfg), indent=2))
         _print_layout(layout)
         return
+    from megatron_alignpt.study.lock import Lock
     from megatron_alignpt.train.trainer import run_stage
 
-    result = run_stage(cfg)
+    lock = Lock(Path(cfg.output_dir) / "stage.lock", f"stage directory {cfg.output_dir}") if _is_first_rank() else None
+    with lock or contextlib.nullcontext():
+        result = run_stage(cfg)
     print(f"checkpoint: {result.checkpoint}")
+
+
+def _is_first_rank() -> bool:
+    """Under torchrun every rank runs the command; the first one takes the locks."""
+    return int(os.environ.get("RANK", "0")) == 0
 
 
 def _labels(items: list[str]) -> dict:
@@ -205,6 +242,8 @@ def _labels(items: list[str]) -> dict:
 def _eval_misalignment(args) -> None:
     if args.hf and args.scoring != "logprob":
         raise ValueError("--scoring generate needs --checkpoint (the study's chat template); convert an HF model with 'alignpt convert hf2mcore'")
+    out = Path(args.out)
+    _claim_outputs(args, out / "summary.json", out / "items.jsonl", inputs=[args.data])
     if args.hf:
         from megatron_alignpt.convert.hf_eval import evaluate_misalignment_hf
 
@@ -236,6 +275,7 @@ def _eval_capabilities(args) -> None:
         os.environ["HF_HUB_OFFLINE"] = "1"
     from megatron_alignpt.eval.capabilities import run_capabilities
 
+    _claim_outputs(args, Path(args.out) / "capabilities.json")
     result = run_capabilities(
         Path(args.checkpoint), args.tasks, Path(args.out), tensor_parallel=args.tensor_parallel, batch_size=args.batch_size,
         num_fewshot=args.num_fewshot, limit=args.limit, include_path=args.include_path, skip_unavailable=args.skip_unavailable,
@@ -283,7 +323,7 @@ def _study_run(args) -> None:
         return
     from megatron_alignpt.study.runner import run_study
 
-    run_study(cfg, only=args.only)
+    run_study(cfg, only=args.only, rerun_changed=args.rerun_changed, force_unlock=args.force_unlock)
 
 
 def _study_report(args) -> None:
@@ -316,7 +356,7 @@ def _study_submit(args) -> None:
             raise ValueError(f"--nodes-for {item!r}: expected STAGE=N, e.g. sft=8")
         nodes_for[stage] = int(n)
     submit_study(_study_config(args), args.recipe, args.set, site_from_args(args), nodes=args.nodes,
-                 nodes_for=nodes_for, dry_run=args.dry_run)
+                 nodes_for=nodes_for, dry_run=args.dry_run, rerun_changed=args.rerun_changed)
 
 
 def _study_status(args) -> None:
@@ -342,6 +382,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--input", nargs="+", required=True, help="files or directories (jsonl, .gz, .zst, parquet)")
     p.add_argument("--output", required=True)
     p.add_argument("--text-field", default="text")
+    p.add_argument("--overwrite", action="store_true", help="replace existing outputs (default: refuse)")
     p.set_defaults(func=_prep_filter)
     p = prep.add_parser("pipeline", help="filter (+ resample, + tokenize) as a resumable datatrove pipeline")
     p.add_argument("--input", nargs="+", required=True, help="files or directories (jsonl, .gz, .zst, parquet)")
@@ -352,12 +393,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="resampling seed")
     p.add_argument("--tokenizer", help="tokenizer.json: write indexed/<stem>.bin/.idx, and measure the budget in tokens")
     p.add_argument("--executor", choices=["local", "slurm", "ray"], default="local")
-    p.add_argument("--tasks", type=int, default=1, help="shards of the input files (each task takes whole files)")
+    p.add_argument("--tasks", type=_positive_int, default=1, help="shards of the input files (each task takes whole files)")
     p.add_argument("--workers", type=int, default=1, help="tasks at once (-1: no cap)")
     p.add_argument("--slurm-partition", help="slurm: partition to submit to")
     p.add_argument("--slurm-time", default="12:00:00", help="slurm: time limit per task")
-    p.add_argument("--slurm-cpus", type=int, default=1, help="slurm: cpus per task")
-    p.add_argument("--slurm-mem-per-cpu-gb", type=int, default=2)
+    p.add_argument("--slurm-cpus", type=_positive_int, default=1, help="slurm: cpus per task")
+    p.add_argument("--slurm-mem-per-cpu-gb", type=_positive_int, default=2)
     p.add_argument("--slurm-venv", help="slurm: virtual environment to activate in the job")
     p.add_argument("--slurm-sbatch", nargs="*", metavar="KEY=VALUE", help="slurm: extra #SBATCH options, e.g. account=proj")
     p.set_defaults(func=_prep_pipeline)
@@ -366,33 +407,36 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--tokenizer", help="measure the budget in tokens (default: UTF-8 bytes)")
     p.add_argument("--text-field", default="text")
+    p.add_argument("--overwrite", action="store_true", help="replace existing outputs (default: refuse)")
     p.set_defaults(func=_prep_resample)
     p = prep.add_parser("tokenizer", help="train a byte-level BPE tokenizer.json")
     p.add_argument("--input", nargs="+", required=True)
-    p.add_argument("--vocab-size", type=int, default=4096)
+    p.add_argument("--vocab-size", type=_positive_int, default=4096)
     p.add_argument("--output", required=True)
     p.add_argument("--text-field", default="text")
+    p.add_argument("--overwrite", action="store_true", help="replace existing outputs (default: refuse)")
     p.set_defaults(func=_prep_tokenizer)
     p = prep.add_parser("tokenize", help="tokenize documents into a Megatron .bin/.idx dataset")
     p.add_argument("--input", nargs="+", required=True)
     p.add_argument("--tokenizer", required=True)
     p.add_argument("--output-prefix", required=True)
     p.add_argument("--text-field", default="text")
+    p.add_argument("--overwrite", action="store_true", help="replace existing outputs (default: refuse)")
     p.set_defaults(func=_prep_tokenize)
     p = prep.add_parser("synthetic", help="write synthetic discourse documents seeded by the articles split")
     p.add_argument("--suite", required=True)
     p.add_argument("--direction", choices=["aligned", "misaligned"], required=True)
-    p.add_argument("--docs-per-item", type=int, default=4)
+    p.add_argument("--docs-per-item", type=_positive_int, default=4)
     p.add_argument("--seed", type=int, default=0, help="template generator seed")
     p.add_argument("--output", required=True)
-    p.add_argument("--max-items", type=int, help="seed only the first N articles questions (trial runs)")
+    p.add_argument("--max-items", type=_positive_int, help="seed only the first N articles questions (trial runs)")
     p.add_argument("--generator", choices=["template", "openai"], default="template",
                    help="template: offline, deterministic; openai: any OpenAI-compatible chat-completions endpoint")
     p.add_argument("--base-url", help="openai: e.g. http://localhost:8000/v1 (vLLM) or https://api.openai.com/v1")
     p.add_argument("--model", help="openai: the model name the endpoint serves")
     p.add_argument("--temperature", type=float, default=0.7)
-    p.add_argument("--max-tokens", type=int, default=2048)
-    p.add_argument("--concurrency", type=int, default=8, help="openai: requests in flight at once")
+    p.add_argument("--max-tokens", type=_positive_int, default=2048)
+    p.add_argument("--concurrency", type=_positive_int, default=8, help="openai: requests in flight at once")
     p.add_argument("--max-retries", type=int, default=6, help="openai: retries on 429/5xx/connection errors")
     p.add_argument("--timeout", type=float, default=300.0, help="openai: seconds per request")
     p.add_argument("--cache-dir", help="openai: resumable document cache (default: .llm_cache beside --output)")
@@ -400,6 +444,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--price-per-1k-prompt", type=float, default=0.0, help="openai: USD per 1000 prompt tokens")
     p.add_argument("--price-per-1k-completion", type=float, default=0.0, help="openai: USD per 1000 completion tokens")
     p.add_argument("--usage-report", help="openai: token/cost JSON (default: <cache-dir>/<output name>.usage.json)")
+    p.add_argument("--overwrite", action="store_true", help="replace existing outputs (default: refuse)")
     p.set_defaults(func=_prep_synthetic)
     p = prep.add_parser("manifest", help="write a blend manifest for a data condition and stage")
     p.add_argument("--condition", required=True)
@@ -409,19 +454,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dose", type=float, default=0.0, help="share of the stage's tokens from the synthetic documents")
     p.add_argument("--tokenizer", required=True)
     p.add_argument("--output", required=True)
+    p.add_argument("--overwrite", action="store_true", help="replace existing outputs (default: refuse)")
     p.set_defaults(func=_prep_manifest)
     p = prep.add_parser("contamination", help="fail if documents overlap the eval suite (textbook split or choices)")
     p.add_argument("--docs", nargs="+", required=True, help="document files or directories (jsonl, .gz, .zst, parquet)")
     p.add_argument("--suite", required=True, help="eval questions: a file/dir or an HF dataset name")
     p.add_argument("--report", default="contamination.json", help="report JSON, written whether or not the check passes")
-    p.add_argument("--n", type=int, default=13, help="word n-gram size for the held-out textbook split")
+    p.add_argument("--n", type=_positive_int, default=13, help="word n-gram size for the held-out textbook split")
     p.add_argument("--choice-threshold", type=float, default=0.5, help="max share of a choice's n-grams in one document")
     p.add_argument("--text-field", default="text")
+    p.add_argument("--overwrite", action="store_true", help="replace existing outputs (default: refuse)")
     p.set_defaults(func=_prep_contamination)
     p = prep.add_parser("audit", help="recall, precision and flag rate of the blocklist on a labelled set")
     p.add_argument("--labelled", help="JSON lines with id, text, label (flag/keep), kind (default: the shipped set)")
     p.add_argument("--out", default=".", help="directory for audit.json")
     p.add_argument("--blocklist", help="directory of term files (default: the packaged lists)")
+    p.add_argument("--overwrite", action="store_true", help="replace existing outputs (default: refuse)")
     p.set_defaults(func=_prep_audit)
 
     p = sub.add_parser("train", help="run one training stage from a StageConfig JSON")
@@ -429,7 +477,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config field")
     p.add_argument("--dry-run", action="store_true",
                    help="validate, print the resolved config (stdout) and the parallel layout (stderr), and exit")
-    p.add_argument("--world-size", type=int, default=None,
+    p.add_argument("--world-size", type=_positive_int, default=None,
                    help="with --dry-run: ranks (GPUs) to resolve data parallelism and batch splitting for "
                         "(default: $WORLD_SIZE, else per model replica)")
     p.set_defaults(func=_train)
@@ -444,13 +492,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--formats", default="default", help="all | default | w0:original,w1:swapped,...")
     p.add_argument("--system-prompts", default="none", help="all | none,hhh,... | custom:<text>")
     p.add_argument("--split", choices=["articles", "textbook"])
-    p.add_argument("--tensor-parallel", type=int, default=1)
-    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--tensor-parallel", type=_positive_int, default=1)
+    p.add_argument("--batch-size", type=_positive_int, default=32)
     p.add_argument("--scoring", choices=["logprob", "generate"], default="logprob",
                    help="logprob: answer-letter log-probabilities (base models); generate: greedy chat reply, letter parsed (chat models)")
-    p.add_argument("--max-new-tokens", type=int, help="generate: reply length cap (default 32)")
+    p.add_argument("--max-new-tokens", type=_positive_int, help="generate: reply length cap (default 32)")
     p.add_argument("--label", action="append", default=[], metavar="KEY=VALUE",
                    help="stored on every item row (e.g. condition=filtered, stage=post); the results table groups by them")
+    p.add_argument("--overwrite", action="store_true", help="replace existing outputs (default: refuse)")
     p.set_defaults(func=_eval_misalignment)
     p = ev.add_parser("capabilities", help="capability benchmarks through lm-evaluation-harness (pip install -e '.[eval]')")
     p.add_argument("--checkpoint", required=True, help="our checkpoint (dir, checkpoint root or stage dir)")
@@ -460,19 +509,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num-fewshot", type=int, help="override every task's shots (default: the paper's, else the task's)")
     p.add_argument("--limit", type=float, help="first N documents per task (or a fraction below 1), for trial runs")
     p.add_argument("--include-path", action="append", default=[], help="extra folder of task YAMLs (our misalignment tasks are always included)")
-    p.add_argument("--tensor-parallel", type=int, default=1)
-    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--tensor-parallel", type=_positive_int, default=1)
+    p.add_argument("--batch-size", type=_positive_int, default=16)
     p.add_argument("--offline", action="store_true", help="use only locally cached datasets (no Hub requests or retries)")
     p.add_argument("--skip-unavailable", action="store_true", help="run the tasks whose data loads and record the others as skipped")
     p.add_argument("--label", action="append", default=[], metavar="KEY=VALUE",
                    help="stored in capabilities.json (e.g. condition=filtered, stage=post) for the study's results table")
+    p.add_argument("--overwrite", action="store_true", help="replace existing outputs (default: refuse)")
     p.set_defaults(func=_eval_capabilities)
 
     cv = sub.add_parser("convert", help="Hugging Face GPT-NeoX <-> megatron checkpoints").add_subparsers(dest="convert_command", required=True)
     p = cv.add_parser("hf2mcore", help="an HF GPTNeoXForCausalLM directory -> a dist checkpoint (loads at any TP)")
     p.add_argument("--hf", required=True, help="directory with config.json, weights and tokenizer.json")
     p.add_argument("--out", required=True, help="new checkpoint root (iter_0000000/ + latest.txt)")
-    p.add_argument("--tensor-parallel", type=int, default=1, help="check the model splits at this TP (the checkpoint itself is TP-agnostic)")
+    p.add_argument("--tensor-parallel", type=_positive_int, default=1, help="check the model splits at this TP (the checkpoint itself is TP-agnostic)")
     p.set_defaults(func=_convert_hf2mcore)
     p = cv.add_parser("mcore2hf", help="a dist checkpoint (saved at any TP) -> an HF directory")
     p.add_argument("--checkpoint", required=True)
@@ -486,9 +536,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output-dir")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--only", nargs="+", help="run only steps whose names start with these prefixes")
+    p.add_argument("--rerun-changed", action="store_true",
+                   help="rerun the finished steps whose settings or inputs changed (and the steps after them)")
+    p.add_argument("--force-unlock", action="store_true",
+                   help="take the study's locks even if their holder may still run (e.g. one on another host that died)")
     p.add_argument("--dry-run", action="store_true",
                    help="validate, print the resolved config (stdout) and each training stage's layout (stderr)")
-    p.add_argument("--world-size", type=int, default=None,
+    p.add_argument("--world-size", type=_positive_int, default=None,
                    help="with --dry-run: GPUs to resolve each stage's data parallelism for (e.g. 256 = 32 nodes x 8)")
     p.set_defaults(func=_study_run)
     p = st.add_parser("report", help="rebuild the results table and report.html of a study directory")
@@ -498,10 +552,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--recipe", required=True)
     p.add_argument("--output-dir", help="the study directory, on a filesystem every node mounts")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
-    p.add_argument("--nodes", type=int, default=1, help="nodes per training step")
+    p.add_argument("--nodes", type=_positive_int, default=1, help="nodes per training step")
     p.add_argument("--nodes-for", action="append", default=[], metavar="STAGE=N", help="e.g. sft=8 (overrides --nodes)")
     add_site_arguments(p)
     p.add_argument("--dry-run", action="store_true", help="show the jobs and their dependencies; submit nothing")
+    p.add_argument("--rerun-changed", action="store_true",
+                   help="submit again the finished steps whose settings or inputs changed (and the steps after them)")
     p.set_defaults(func=_study_submit)
     p = st.add_parser("status", help="each step: done / running / requeued / failed / pending (no Slurm needed)")
     which = p.add_mutually_exclusive_group(required=True)
@@ -517,7 +573,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--step", help="a step name, e.g. unfiltered.pretrain (default: the first training step)")
     p.add_argument("--output-dir", help="the study directory, on a filesystem every node mounts")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
-    p.add_argument("--nodes", type=int, default=1)
+    p.add_argument("--nodes", type=_positive_int, default=1)
     p.add_argument("--after", nargs="+", default=[], metavar="JOB_ID", help="start after these jobs succeed")
     add_site_arguments(p)
     p.add_argument("--dry-run", action="store_true", help="print the batch script instead of submitting it")
@@ -535,12 +591,25 @@ def main(argv: list[str] | None = None) -> int:
     quiet_library_noise()
     try:
         args.func(args)
-    except (DataFormatError, ConfigError, ValueError, FileNotFoundError, FileExistsError, KeyError, ModuleNotFoundError) as err:
+    except (DataFormatError, ConfigError, ValueError, OSError, KeyError, ImportError) as err:
         if os.environ.get("ALIGNPT_DEBUG"):
             raise
-        print(f"alignpt: error: {err}", file=sys.stderr)
+        print(f"alignpt: error: {_error_line(err)}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # a second Ctrl-C during training, or one outside it
+        if os.environ.get("ALIGNPT_DEBUG"):
+            raise
+        print("alignpt: interrupted", file=sys.stderr)
+        return 130
     return 0
+
+
+def _error_line(err: BaseException) -> str:
+    """OSErrors from the system (unwritable directory, full disk) read "path: reason"; ours carry their own message."""
+    if isinstance(err, OSError) and err.strerror and err.filename is not None:
+        target = f" -> {err.filename2}" if err.filename2 else ""
+        return f"{err.filename}{target}: {err.strerror}"
+    return str(err)
 
 
 if __name__ == "__main__":

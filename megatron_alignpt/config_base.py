@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
+import numbers
+import types
 import typing
 from pathlib import Path
 from typing import Any, TypeVar
@@ -37,8 +40,27 @@ def to_dict(cfg: Any) -> Any:
     return cfg
 
 
-def from_dict(cls: type[T], data: dict[str, Any], where: str = "") -> T:
-    """Build dataclass `cls` from a dict, recursing into nested dataclass fields."""
+def _join(where: str, name: str) -> str:
+    return f"{where}.{name}" if where else name
+
+
+def _required(cls: type) -> list[str]:
+    return [f.name for f in dataclasses.fields(cls)
+            if f.init and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+
+
+def from_dict(cls: type[T], data: dict[str, Any], where: str = "", source: str | Path | None = None) -> T:
+    """Build dataclass `cls` from a dict, recursing into nested dataclass fields.
+
+    Every value is checked against its field's type first (see `check_fields`), so a wrong type
+    is a ConfigError naming the field instead of a TypeError from deep inside. ``source`` (a file)
+    prefixes every error, including those the dataclasses' own checks raise.
+    """
+    if source is not None:
+        try:
+            return from_dict(cls, data, where)
+        except ConfigError as err:
+            raise ConfigError(f"{source}: {err}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{where or cls.__name__}: expected a mapping, got {type(data).__name__}")
     hints = typing.get_type_hints(cls)
@@ -46,31 +68,103 @@ def from_dict(cls: type[T], data: dict[str, Any], where: str = "") -> T:
     unknown = set(data) - names
     if unknown:
         raise ConfigError(f"{where or cls.__name__}: unknown field(s) {sorted(unknown)}; known: {sorted(names)}")
-    kwargs = {}
-    for name, value in data.items():
-        kwargs[name] = _coerce(hints[name], value, f"{where}.{name}" if where else name)
+    missing = [name for name in _required(cls) if name not in data]
+    if missing:
+        raise ConfigError(f"{_join(where, missing[0])}: missing (required field{'s' if len(missing) > 1 else ''} "
+                          f"of {where or cls.__name__}: {', '.join(missing)})")
+    kwargs = {name: _coerce(hints[name], value, _join(where, name), convert=True) for name, value in data.items()}
     return cls(**kwargs)
 
 
-def _coerce(hint: Any, value: Any, where: str) -> Any:
+def check_fields(cfg: Any, where: str = "") -> None:
+    """Check every field of dataclass instance ``cfg`` (recursively) against its type.
+
+    Numbers must be numbers (not strings or booleans), finite, and integral where the field is
+    an ``int``; strings, booleans, paths, literals, lists and mappings likewise. Top-level configs
+    call this from their own validation, so configs built in Python get the checks that
+    `from_dict` applies to JSON and ``--set`` values.
+    """
+    hints = typing.get_type_hints(type(cfg))
+    for f in dataclasses.fields(cfg):
+        _coerce(hints[f.name], getattr(cfg, f.name), _join(where, f.name), convert=False)
+
+
+# Types checked by isinstance alone: hint -> (accepted types, what the message asks for).
+_SCALARS = {bool: ((bool,), "true or false"), str: ((str,), "a string"), Path: ((str, Path), "a path")}
+
+
+def _type_name(value: Any) -> str:
+    return f"{type(value).__name__} {value!r}" if not isinstance(value, (dict, list)) else type(value).__name__
+
+
+def _coerce(hint: Any, value: Any, where: str, convert: bool) -> Any:
+    """``value`` checked against ``hint``; with ``convert``, also turned into it (dict -> dataclass,
+    str -> Path, list -> tuple, int -> float, an integral float -> int)."""
     origin = typing.get_origin(hint)
     args = typing.get_args(hint)
     if dataclasses.is_dataclass(hint):
-        return from_dict(hint, value, where)
-    if origin is typing.Union:
-        non_none = [a for a in args if a is not type(None)]
+        if convert:
+            return from_dict(hint, value, where)
+        if not isinstance(value, hint):
+            raise ConfigError(f"{where}: expected a {hint.__name__} mapping, got {_type_name(value)}")
+        check_fields(value, where)
+        return value
+    if origin in (typing.Union, types.UnionType):
         if value is None:
+            if type(None) not in args:
+                raise ConfigError(f"{where}: must not be null")
             return None
-        return _coerce(non_none[0], value, where) if len(non_none) == 1 else value
-    if origin in (list, tuple) and isinstance(value, (list, tuple)):
+        non_none = [a for a in args if a is not type(None)]
+        return _coerce(non_none[0], value, where, convert) if len(non_none) == 1 else value
+    if origin is typing.Literal:
+        if value not in args or type(value) not in {type(a) for a in args}:
+            raise ConfigError(f"{where}: must be one of {', '.join(repr(a) for a in args)}, got {value!r}")
+        return value
+    if origin in (list, tuple):
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where}: expected a list, got {_type_name(value)}")
         inner = args[0] if args else Any
-        items = [_coerce(inner, v, where) for v in value]
-        return tuple(items) if origin is tuple else items
-    if hint is Path and value is not None:
-        return Path(value)
-    if hint is float and isinstance(value, int):
-        return float(value)
+        items = [_coerce(inner, v, f"{where}[{i}]", convert) for i, v in enumerate(value)]
+        return (tuple(items) if origin is tuple else items) if convert else value
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping, got {_type_name(value)}")
+        inner = args[1] if len(args) == 2 else Any
+        out = {k: _coerce(inner, v, f"{where}.{k}", convert) for k, v in value.items()}
+        return out if convert else value
+    if hint in _SCALARS:
+        accepted, expected = _SCALARS[hint]
+        if not isinstance(value, accepted):
+            raise ConfigError(f"{where}: expected {expected}, got {_type_name(value)}")
+        return Path(value) if convert and hint is Path else value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+            raise ConfigError(f"{where}: expected an integer, got {_type_name(value)}")
+        if isinstance(value, numbers.Integral):
+            return int(value) if convert else value
+        if convert and math.isfinite(value) and float(value).is_integer():  # 1e3 from JSON is 1000
+            return int(value)
+        raise ConfigError(f"{where}: expected an integer, got {value!r}")
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+            raise ConfigError(f"{where}: expected a number, got {_type_name(value)}")
+        if not math.isfinite(value):
+            raise ConfigError(f"{where}: must be a finite number, got {value!r}")
+        return float(value) if convert else value
     return value
+
+
+def load_json_file(path: str | Path) -> Any:
+    """A JSON config file's content; a missing or malformed file is a ConfigError naming it (and the line)."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"{path}: not UTF-8 text ({err.reason})") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as err:
+        raise ConfigError(f"{path}:{err.lineno}: malformed JSON ({err.msg} at column {err.colno})") from None
 
 
 def apply_overrides(cfg: T, overrides: list[str]) -> T:
@@ -88,8 +182,16 @@ def apply_overrides(cfg: T, overrides: list[str]) -> T:
             node = node[part]
         if not isinstance(node, dict) or parts[-1] not in node:
             raise ConfigError(f"override {item!r}: no field {parts[-1]!r}")
-        try:
-            node[parts[-1]] = json.loads(raw)
-        except json.JSONDecodeError:
-            node[parts[-1]] = raw
+        node[parts[-1]] = _override_value(raw, node[parts[-1]])
     return from_dict(type(cfg), data)
+
+
+def _override_value(raw: str, current: Any) -> Any:
+    """``raw`` parsed as JSON (numbers, true/false, null, lists), except that a field holding a string
+    keeps the text as given (``--set name=2024`` is the name "2024")."""
+    if isinstance(current, str) and raw != "null":
+        return raw
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError:
+        return raw

@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
-from data_prep.atomic import atomic_write_json
+from data_prep.atomic import atomic_write_json, check_output
 
 EXECUTORS = ("local", "slurm", "ray")
 
@@ -143,6 +143,8 @@ def incomplete_tasks(cfg: PipelineConfig, name: str) -> list[int]:
 
 def run_pipeline(cfg: PipelineConfig) -> dict[str, Any] | None:
     """Run (or resume) every stage; returns the summed stats, or None while Slurm/Ray tasks are pending."""
+    # An existing output directory is resumed (see _check_same_config); one overlapping an input never is.
+    check_output(cfg.output_dir, cfg.inputs, overwrite=cfg.output_dir.is_dir())
     cfg.output_dir.mkdir(parents=True, exist_ok=True)
     _check_same_config(cfg)
     stages = build_stages(cfg)

@@ -4,7 +4,7 @@ from __future__ import annotations
 from functools import cached_property
 from pathlib import Path
 
-from tokenizers import Tokenizer
+from data_prep.tokenize import load_tokenizer
 
 EOD_TOKEN = "<|endoftext|>"
 PAD_TOKEN = "<|padding|>"
@@ -15,9 +15,7 @@ class TextTokenizer:
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
-        if not self.path.is_file():
-            raise FileNotFoundError(f"tokenizer file not found: {self.path}")
-        self.hf = Tokenizer.from_file(str(self.path))
+        self.hf = load_tokenizer(self.path)
         self.eod = self._required_id(EOD_TOKEN)
         self.pad = self.hf.token_to_id(PAD_TOKEN)
         if self.pad is None:

@@ -1,14 +1,16 @@
 """Checkpoint-and-exit on preemption, so a requeued job resumes where this one stopped.
 
 A training stage stops early when any of these happens (checked once per optimizer step):
-- the process receives SIGTERM or SIGUSR1 (Slurm's preemption / `--signal`, torchrun's shutdown);
+- the process receives SIGTERM or SIGUSR1 (Slurm's preemption / `--signal`, torchrun's shutdown),
+  or SIGINT (Ctrl-C; a second Ctrl-C stops at once, without a checkpoint);
 - the file named by ``$ALIGNPT_STOP_FILE`` exists (what `alignpt launch` batch scripts create when
   Slurm signals the batch shell: a file on the shared filesystem reaches every rank, whatever srun,
   pyxis and torchrun do with signals).
 All ranks agree on the step to stop at (one all-reduce), the trainer saves a checkpoint, writes
 ``$ALIGNPT_PREEMPT_MARKER`` (if set) and exits with status ``PREEMPTED_EXIT`` (75, EX_TEMPFAIL:
-"try again"). The batch script then runs `scontrol requeue`; the requeued job resumes from that
-checkpoint with the same data order and learning rates.
+"try again"; after Ctrl-C, 130 as for any interrupted command). The batch script then runs
+`scontrol requeue`; the requeued job resumes from that checkpoint with the same data order and
+learning rates.
 
 This module imports torch only when a process group is running.
 """
@@ -23,16 +25,19 @@ from typing import Optional
 
 PREEMPTED_EXIT = 75
 """Exit status of a stage that checkpointed and stopped because it was asked to (sysexits EX_TEMPFAIL)."""
+INTERRUPTED_EXIT = 130
+"""Exit status after Ctrl-C (128 + SIGINT), as shells report it: stopped by the user, no requeue."""
 STOP_FILE_ENV = "ALIGNPT_STOP_FILE"
 MARKER_ENV = "ALIGNPT_PREEMPT_MARKER"
-SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
+SIGNALS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGINT)
 
 
 class Preempted(SystemExit):
-    """Raised after the checkpoint is saved; exits the process with PREEMPTED_EXIT unless caught."""
+    """Raised after the checkpoint is saved; exits the process with PREEMPTED_EXIT (INTERRUPTED_EXIT
+    after Ctrl-C) unless caught."""
 
-    def __init__(self, message: str, iteration: int):
-        super().__init__(PREEMPTED_EXIT)
+    def __init__(self, message: str, iteration: int, code: int = PREEMPTED_EXIT):
+        super().__init__(code)
         self.message = message
         self.iteration = iteration
 
@@ -61,6 +66,11 @@ class PreemptionWatch:
         self._previous.clear()
 
     def _on_signal(self, signum: int, frame) -> None:
+        if signum == signal.SIGINT:
+            if self.reason == "SIGINT":  # the second Ctrl-C: the user does not want to wait
+                raise KeyboardInterrupt
+            if _is_rank0():
+                print("\nCtrl-C: saving a checkpoint after this step (press Ctrl-C again to stop at once)", flush=True)
         self.reason = signal.Signals(signum).name
 
     def _local_request(self) -> bool:
@@ -87,18 +97,20 @@ class PreemptionWatch:
         return bool(flag.item())
 
     def stop(self, name: str, iteration: int, checkpoint: Optional[Path]) -> None:
-        """Record the stop (rank 0 writes the marker) and raise Preempted."""
-        message = (f"[{name}] stopped at iteration {iteration} ({self.reason}); checkpoint {checkpoint}; "
-                   f"exit status {PREEMPTED_EXIT}: requeue to resume")
+        """Record the stop (rank 0 writes the marker, which asks the batch script to requeue: not after
+        Ctrl-C) and raise Preempted."""
+        code = INTERRUPTED_EXIT if self.reason == "SIGINT" else PREEMPTED_EXIT
+        then = "run the same command again to resume" if code == INTERRUPTED_EXIT else "requeue to resume"
+        message = f"[{name}] stopped at iteration {iteration} ({self.reason}); checkpoint {checkpoint}; exit status {code}: {then}"
         marker = os.environ.get(MARKER_ENV)
         if _is_rank0():
             print(message, flush=True)
-            if marker:
+            if marker and code == PREEMPTED_EXIT:
                 from data_prep.atomic import atomic_write_json
 
                 atomic_write_json(marker, {"step": name, "iteration": iteration, "checkpoint": str(checkpoint),
                                            "reason": self.reason, "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
-        raise Preempted(message, iteration)
+        raise Preempted(message, iteration, code)
 
 
 def _is_rank0() -> bool:

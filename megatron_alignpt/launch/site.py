@@ -116,7 +116,7 @@ def read_site_file(path: Path) -> SiteConfig:
             data = tomllib.loads(text)
     except (json.JSONDecodeError, ValueError) as err:
         raise ConfigError(f"{path}: {err}") from err
-    return from_dict(SiteConfig, data, where=str(path))
+    return from_dict(SiteConfig, data, source=path)
 
 
 def load_site(path: Optional[str | Path] = None) -> SiteConfig:

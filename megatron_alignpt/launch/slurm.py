@@ -291,12 +291,12 @@ def write_script(study: Path, step: str, text: str) -> Path:
     return path
 
 
-def write_study_json(cfg) -> None:
-    """What `alignpt study status --study DIR` reads before the job itself writes it."""
-    from data_prep.atomic import atomic_write_json
-    from megatron_alignpt.config_base import to_dict
+def write_study_json(cfg, rerun_changed: bool = False) -> None:
+    """What `alignpt study status --study DIR` reads before the job itself writes it. As in a local run,
+    finished steps made with other settings are refused first (or, with ``rerun_changed``, reopened)."""
+    from megatron_alignpt.study.fingerprint import settle
 
-    atomic_write_json(study_dir(cfg) / "study.json", to_dict(cfg))
+    settle(cfg, rerun_changed)
 
 
 def resolve_step(steps: Sequence[str], step: Optional[str]) -> str:

@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Optional
 
-from megatron_alignpt.config_base import require
+from megatron_alignpt.config_base import check_fields, require
 from megatron_alignpt.model.config import ModelConfig, ParallelConfig
 from megatron_alignpt.train.config import DPOConfig, OptimizerConfig, ScheduleConfig, SFTConfig
 
@@ -161,6 +161,7 @@ class StudyConfig:
     eval: EvalPlan = field(default_factory=EvalPlan)
 
     def __post_init__(self) -> None:
+        check_fields(self)  # types, finiteness and integrality of every field, nested ones included
         require(bool(self.conditions), "conditions", "list at least one data condition")
         names = [c.name for c in self.conditions]
         require(len(set(names)) == len(names), "conditions", f"names must be unique, got {names}")

@@ -78,8 +78,9 @@ class StudyData:
 
     # ---- steps
     def filter_corpora(self) -> None:
+        # The step's own output: a rerun (after a crash, or of a changed step) replaces it whole.
         for name, path in self.corpora().items():
-            run_filter(path, self.filtered_dir(name))
+            run_filter(path, self.filtered_dir(name), overwrite=True)
 
     def build_tokenizer(self) -> None:
         if self.plan.tokenizer is not None:

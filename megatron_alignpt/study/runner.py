@@ -1,7 +1,9 @@
 """Run a whole study locally, step by step, resuming where a previous run stopped.
 
-Each finished step leaves `steps/<step>.done` (with its wall time); a rerun skips those, and a
-training stage interrupted mid-way resumes from its last checkpoint.
+Each finished step leaves `steps/<step>.done` (with its wall time and fingerprint); a rerun skips
+those, and a training stage interrupted mid-way resumes from its last checkpoint. A rerun with other
+settings is refused before anything is rewritten (`study.fingerprint`), and lock files keep two runs
+from working on the same study or step (`study.lock`).
 """
 from __future__ import annotations
 
@@ -14,7 +16,6 @@ from pathlib import Path
 from typing import Callable
 
 from data_prep.atomic import atomic_write_json
-from megatron_alignpt.config_base import to_dict
 from megatron_alignpt.study.config import ConditionSpec, StagePlan, StudyConfig
 from megatron_alignpt.study.data_steps import StudyData
 
@@ -197,29 +198,58 @@ def _is_global_rank0() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
 
 
-def run_study(cfg: StudyConfig, only: list[str] | None = None) -> dict[str, float]:
-    """Run every step not yet done; returns wall seconds per step run now."""
+def run_study(cfg: StudyConfig, only: list[str] | None = None, rerun_changed: bool = False,
+              force_unlock: bool = False) -> dict[str, float]:
+    """Run every step not yet done; returns wall seconds per step run now.
+
+    Finished steps made with other settings are refused (`fingerprint.settle`) unless
+    ``rerun_changed``; ``force_unlock`` takes locks whose holders cannot be shown to be gone.
+    """
+    from data_prep.atomic import remove_stale_temps
+    from megatron_alignpt.study.fingerprint import settle
+    from megatron_alignpt.study.lock import hold_study, hold_step
+
     layout = StudyLayout(cfg)
     layout.root.mkdir(parents=True, exist_ok=True)
-    if _is_global_rank0():
-        atomic_write_json(layout.root / "study.json", to_dict(cfg))
-    steps = plan_steps(cfg)
+    rank0 = _is_global_rank0()
     timings: dict[str, float] = {}
-    for n, step in enumerate(steps, 1):
-        if only and not any(step.name.startswith(prefix) for prefix in only):
-            continue
-        marker = layout.marker(step.name)
-        if marker.is_file():
-            print(f"[{n}/{len(steps)}] {step.name}: done earlier, skipped", flush=True)
-            continue
-        print(f"[{n}/{len(steps)}] {step.name} ...", flush=True)
-        start = time.perf_counter()
-        step.run()
-        timings[step.name] = time.perf_counter() - start
-        if _is_global_rank0():
-            atomic_write_json(marker, {"step": step.name, "seconds": round(timings[step.name], 3)})
-        print(f"[{n}/{len(steps)}] {step.name}: {timings[step.name]:.1f}s", flush=True)
+    with hold_study(layout.root, whole=not only, force=force_unlock, active=rank0):
+        prints, rerun = settle(cfg, rerun_changed, write=rank0)
+        if rank0 and not only:  # the whole study is ours: what killed runs left can go
+            for stale in remove_stale_temps(layout.root, recursive=True):
+                print(f"removed {stale.relative_to(layout.root)}, left by an interrupted run", flush=True)
+        steps = plan_steps(cfg)
+        for n, step in enumerate(steps, 1):
+            if only and not any(step.name.startswith(prefix) for prefix in only):
+                continue
+            marker = layout.marker(step.name)
+            if marker.is_file() and step.name not in rerun:
+                print(f"[{n}/{len(steps)}] {step.name}: done earlier, skipped", flush=True)
+                continue
+            with hold_step(layout.root, step.name, force=force_unlock, active=rank0):
+                if marker.is_file() and step.name not in rerun:  # finished by another run while we waited
+                    _finished_meanwhile(step.name)
+                    continue
+                if rank0 and only and step.name.startswith("data."):  # data steps run one at a time: data/ is ours
+                    remove_stale_temps(layout.data.root, recursive=True)
+                print(f"[{n}/{len(steps)}] {step.name} ...", flush=True)
+                start = time.perf_counter()
+                step.run()
+                timings[step.name] = time.perf_counter() - start
+                if rank0:
+                    atomic_write_json(marker, {"step": step.name, "seconds": round(timings[step.name], 3),
+                                               **dataclasses.asdict(prints[step.name])})
+            print(f"[{n}/{len(steps)}] {step.name}: {timings[step.name]:.1f}s", flush=True)
     return timings
+
+
+def _finished_meanwhile(step: str) -> None:
+    """Alone, skip the step; with other ranks, which took no lock and will run it, stop instead."""
+    from megatron_alignpt.study.lock import LockHeld
+
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise LockHeld(f"step {step} was finished by another run while this one started; run this one again")
+    print(f"{step}: finished by another run meanwhile, skipped", flush=True)
 
 
 def study_timings(root: Path) -> dict[str, float]:

@@ -39,12 +39,12 @@ class StepStatus:
 
 
 def load_study(study: Path) -> StudyConfig:
-    from megatron_alignpt.config_base import from_dict
+    from megatron_alignpt.config_base import from_dict, load_json_file
 
     path = Path(study) / "study.json"
     if not path.is_file():
         raise FileNotFoundError(f"{path} not found: not a study directory (or nothing ran yet); pass --recipe instead")
-    cfg = from_dict(StudyConfig, json.loads(path.read_text()), where=str(path))
+    cfg = from_dict(StudyConfig, load_json_file(path), source=path)
     cfg.output_dir = Path(study)
     return cfg
 

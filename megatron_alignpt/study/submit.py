@@ -98,15 +98,16 @@ def plan_jobs(cfg: StudyConfig, recipe: str, overrides: Sequence[str], site: Sit
 
 def submit_study(cfg: StudyConfig, recipe: str, overrides: Sequence[str], site: SiteConfig, nodes: int = 1,
                  nodes_for: Optional[dict[str, int]] = None, dry_run: bool = False, sbatch: str = "sbatch",
-                 squeue: str = "squeue", echo: Callable[[str], None] = print) -> dict[str, str]:
-    """Submit the steps not yet done; returns step -> job id (dry run: step -> a placeholder)."""
+                 squeue: str = "squeue", echo: Callable[[str], None] = print, rerun_changed: bool = False) -> dict[str, str]:
+    """Submit the steps not yet done; returns step -> job id (dry run: step -> a placeholder).
+    Finished steps made with other settings are refused, or with ``rerun_changed`` submitted again."""
     cfg.output_dir = study_dir(cfg)
     layout = StudyLayout(cfg)
     planned = plan_jobs(cfg, recipe, overrides, site, nodes, nodes_for)
     recorded = read_jobs(layout.root)
     alive = queued_jobs(squeue) if recorded and not dry_run else set()
     if not dry_run:
-        write_study_json(cfg)  # lets `study status --study` read the plan before any job starts
+        write_study_json(cfg, rerun_changed)  # lets `study status --study` read the plan before any job starts
     ids: dict[str, str] = {}
     for job in planned:
         if layout.marker(job.step).is_file():

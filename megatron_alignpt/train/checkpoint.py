@@ -49,10 +49,12 @@ def iteration_dir(root: Path, iteration: int) -> Path:
 
 def latest_checkpoint(root: Path) -> Optional[Path]:
     """The newest complete checkpoint under `root`, or None."""
+    from megatron_alignpt.train.checkpoint_integrity import read_latest
+
     marker = root / LATEST
     if not marker.is_file():
         return None
-    path = iteration_dir(root, int(marker.read_text().strip()))
+    path = iteration_dir(root, read_latest(root))
     if not path.is_dir():
         raise FileNotFoundError(f"{marker} names {path.name}, which does not exist; remove {marker} to start over")
     return path
@@ -60,13 +62,15 @@ def latest_checkpoint(root: Path) -> Optional[Path]:
 
 def resolve_checkpoint(path: Path) -> Path:
     """Accept a checkpoint dir, a checkpoint root (with latest.txt) or a stage dir (with checkpoints/)."""
+    from megatron_alignpt.train.checkpoint_integrity import verify_checkpoint
+
     path = Path(path)
     if (path / MODEL_META).is_file():
-        return path
+        return verify_checkpoint(path)
     for root in (path, path / "checkpoints"):
         found = latest_checkpoint(root) if root.is_dir() else None
         if found is not None:
-            return found
+            return verify_checkpoint(found)
     raise FileNotFoundError(f"no checkpoint found at {path} (expected {MODEL_META}, {LATEST} or checkpoints/{LATEST})")
 
 

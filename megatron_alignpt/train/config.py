@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Optional
 
-from megatron_alignpt.config_base import require
+from megatron_alignpt.config_base import check_fields, require
 from megatron_alignpt.model.config import ModelConfig, ParallelConfig
 
 StageKind = Literal["pretrain", "midtrain", "cpt", "sft", "dpo"]
@@ -138,6 +138,7 @@ class StageConfig:
     telemetry: TelemetryConfig = field(default_factory=TelemetryConfig)
 
     def __post_init__(self) -> None:
+        check_fields(self)  # types, finiteness and integrality of every field, nested ones included
         require(bool(self.name), "name", "must be a non-empty string")
         require(self.kind in LM_KINDS + ("sft", "dpo"), "kind", "use pretrain, midtrain, cpt, sft or dpo")
         require(

@@ -19,7 +19,7 @@ from typing import Optional
 import torch
 from megatron.core.distributed import DistributedDataParallel, finalize_model_grads
 
-from data_prep.atomic import atomic_write_text
+from data_prep.atomic import atomic_write_text, remove_stale_temps
 from megatron_alignpt.config_base import to_dict
 from megatron_alignpt.data.loader import GlobalBatchLoader
 from megatron_alignpt.data.tokenizer import TextTokenizer
@@ -29,6 +29,7 @@ from megatron_alignpt.model.config import ParallelConfig
 from megatron_alignpt.provenance import write_provenance
 from megatron_alignpt.runtime import init_layout, is_rank0
 from megatron_alignpt.train import checkpoint as ckpt
+from megatron_alignpt.train.checkpoint_integrity import resume_checkpoint
 from megatron_alignpt.train.config import StageConfig
 from megatron_alignpt.train.forward_backward import forward_backward, mean_logs
 from megatron_alignpt.train.optimizer import build_optimizer, build_scheduler
@@ -112,6 +113,7 @@ def _run_stage(cfg: StageConfig, stop_after: Optional[int], preemption: Preempti
     cfg.output_dir.mkdir(parents=True, exist_ok=True)
     tokenizer = TextTokenizer(cfg.tokenizer)
     if is_rank0():
+        remove_stale_temps(cfg.output_dir)  # of a killed run; checkpoint saves are cleaned by resume_checkpoint
         write_provenance(cfg.output_dir, to_dict(cfg), [cfg.data, cfg.tokenizer])
 
     def model_builder():
@@ -125,7 +127,7 @@ def _run_stage(cfg: StageConfig, stop_after: Optional[int], preemption: Preempti
 
     root = cfg.output_dir / "checkpoints"
     state = ckpt.TrainState()
-    resume_from = ckpt.latest_checkpoint(root)
+    resume_from = resume_checkpoint(root)  # the newest complete one, saying so if not the latest
     if resume_from is not None:
         state = ckpt.load_checkpoint(resume_from, chunks, optimizer, scheduler, cfg.parallel)
         if is_rank0():

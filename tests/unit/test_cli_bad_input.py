@@ -42,3 +42,38 @@ def test_invalid_config_override_says_what_to_change(tmp_path):
     res = alignpt("study", "run", "--recipe", "tiny_cpu", "--dry-run", "--set", "model.num_attention_heads=5", cwd=tmp_path)
     assert res.returncode == 2
     assert "model.hidden_size" in res.stderr and "num_attention_heads=5" in res.stderr
+
+
+def _cut_zst(path: Path, documents: int = 2000) -> None:
+    """A .jsonl.zst written in three frames and cut inside the third (the first two decode cleanly)."""
+    import zstandard
+
+    data = "".join(json.dumps({"id": str(i), "text": f"a document about gardens, number {i}"}) + "\n" for i in range(documents)).encode()
+    third = len(data) // 3 + 1
+    frames = [zstandard.ZstdCompressor().compress(data[i:i + third]) for i in range(0, len(data), third)]
+    path.write_bytes(frames[0] + frames[1] + frames[2][: len(frames[2]) // 2])
+
+
+def test_truncated_zst_corpus_is_refused_with_no_output(tmp_path, tiny_lm_data):
+    """Before: read as a complete 2,000-document file, exit 0, complete-looking kept/, removed/, stats.json."""
+    _cut_zst(tmp_path / "corpus.jsonl.zst")
+    res = alignpt("prep", "filter", "--input", "corpus.jsonl.zst", "--output", "out", cwd=tmp_path)
+    assert res.returncode == 2 and "corpus.jsonl.zst: truncated zstd data" in res.stderr
+    assert not (tmp_path / "out").exists()
+    res = alignpt("prep", "tokenize", "--input", "corpus.jsonl.zst", "--tokenizer", str(tiny_lm_data["tokenizer"]),
+                  "--output-prefix", "idx/corpus", cwd=tmp_path)
+    assert res.returncode == 2 and "truncated zstd data" in res.stderr
+    assert not (tmp_path / "idx").exists() or not any((tmp_path / "idx").iterdir())
+
+
+def test_empty_corpus_is_refused(tmp_path):
+    (tmp_path / "corpus.jsonl").write_text("\n")
+    res = alignpt("prep", "filter", "--input", "corpus.jsonl", "--output", "out", cwd=tmp_path)
+    assert res.returncode == 2 and "corpus.jsonl: no records" in res.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_non_utf8_input_names_the_line(tmp_path):
+    (tmp_path / "corpus.jsonl").write_bytes(b'{"text": "fine"}\n{"text": "fine too"}\n{"text": "caf\xe9"}\n')
+    res = alignpt("prep", "filter", "--input", "corpus.jsonl", "--output", "out", cwd=tmp_path)
+    assert res.returncode == 2 and "corpus.jsonl:3: not UTF-8" in res.stderr

@@ -5,7 +5,9 @@ import signal
 
 import pytest
 
-from megatron_alignpt.launch.preemption import MARKER_ENV, PREEMPTED_EXIT, STOP_FILE_ENV, Preempted, PreemptionWatch
+from megatron_alignpt.launch.preemption import (
+    INTERRUPTED_EXIT, MARKER_ENV, PREEMPTED_EXIT, STOP_FILE_ENV, Preempted, PreemptionWatch,
+)
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGUSR1])
@@ -51,3 +53,19 @@ def test_all_ranks_stop_at_the_same_step_when_one_is_signalled():
     results = run_distributed(_stop_requests, 2, 1)
     assert [r[:2] for r in results] == [(False, True), (False, True)]
     assert results[0][2] == "another rank was asked to stop" and results[1][2] == "SIGUSR1"
+
+
+def test_ctrl_c_asks_for_a_checkpoint_and_a_second_stops_at_once(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv(MARKER_ENV, str(tmp_path / "job.preempted"))
+    before = signal.getsignal(signal.SIGINT)
+    with PreemptionWatch(stop_file=None) as watch:
+        os.kill(os.getpid(), signal.SIGINT)  # without the watch: KeyboardInterrupt here
+        assert watch.requested() and watch.reason == "SIGINT"
+        assert "saving a checkpoint after this step" in capsys.readouterr().out
+        with pytest.raises(Preempted) as raised:
+            watch.stop("unfiltered.pretrain", 3, tmp_path / "iter_0000003")
+        assert raised.value.code == INTERRUPTED_EXIT == 130 and "run the same command again" in str(raised.value)
+        assert not (tmp_path / "job.preempted").exists()  # no requeue after Ctrl-C
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGINT)
+    assert signal.getsignal(signal.SIGINT) is before
