@@ -34,17 +34,16 @@ def _select_adam(fused: bool) -> None:
     fused ones one per group). The flags are therefore set to match the optimizer being built and left
     so while it lives; a process trains one stage, hence one optimizer, at a time."""
     import megatron.core.optimizer as mcore_optimizer
-    from megatron.core.optimizer import distrib_optimizer
+    from megatron.core.optimizer import distrib_optimizer as dist
 
-    flags = {(mcore_optimizer, "USING_PYTORCH_OPTIMIZER"), (distrib_optimizer, "HAVE_APEX_OR_TE"),
-             (distrib_optimizer, "USING_TE_OPTIMIZER"), (distrib_optimizer, "USING_APEX_OPTIMIZER")}
-    for module, name in flags:
-        _IMPORT_TIME_FLAGS.setdefault((module.__name__, name), getattr(module, name))
-    original = {name: _IMPORT_TIME_FLAGS[(module.__name__, name)] for module, name in flags}
-    mcore_optimizer.USING_PYTORCH_OPTIMIZER = original["USING_PYTORCH_OPTIMIZER"] or not fused
-    distrib_optimizer.HAVE_APEX_OR_TE = original["HAVE_APEX_OR_TE"] and fused
-    distrib_optimizer.USING_TE_OPTIMIZER = original["USING_TE_OPTIMIZER"] and fused
-    distrib_optimizer.USING_APEX_OPTIMIZER = original["USING_APEX_OPTIMIZER"] and fused
+    if not _IMPORT_TIME_FLAGS:
+        _IMPORT_TIME_FLAGS.update(torch_adam=mcore_optimizer.USING_PYTORCH_OPTIMIZER, apex_or_te=dist.HAVE_APEX_OR_TE,
+                                  te_adam=dist.USING_TE_OPTIMIZER, apex_adam=dist.USING_APEX_OPTIMIZER)
+    imported = _IMPORT_TIME_FLAGS
+    mcore_optimizer.USING_PYTORCH_OPTIMIZER = imported["torch_adam"] or not fused
+    dist.HAVE_APEX_OR_TE = imported["apex_or_te"] and fused
+    dist.USING_TE_OPTIMIZER = imported["te_adam"] and fused
+    dist.USING_APEX_OPTIMIZER = imported["apex_adam"] and fused
 
 
 def _torch_optimizers(optimizer) -> list[torch.optim.Optimizer]:

@@ -200,3 +200,21 @@ def test_resolved_fusions_reach_megatron_config(gpu_with_te):
 def test_fusion_switches_are_validated():
     with pytest.raises(ConfigError, match="parallel.fusions.rope: use auto, on or off"):
         FusionConfig(rope="yes")
+
+
+def test_adam_switch_sets_the_flags_megatron_builds_saves_and_loads_by(monkeypatch):
+    """With TE installed, fusions.adam=off must make megatron build torch's AdamW *and* checkpoint it the
+    torch way (the distributed optimizer re-reads these flags on every save and load)."""
+    import megatron.core.optimizer as mcore_optimizer
+    from megatron.core.optimizer import distrib_optimizer as dist
+
+    from megatron_alignpt.train import optimizer
+
+    for module, name, value in ((mcore_optimizer, "USING_PYTORCH_OPTIMIZER", False), (dist, "HAVE_APEX_OR_TE", True),
+                                (dist, "USING_TE_OPTIMIZER", True), (dist, "USING_APEX_OPTIMIZER", False)):
+        monkeypatch.setattr(module, name, value)
+    monkeypatch.setattr(optimizer, "_IMPORT_TIME_FLAGS", {})
+    optimizer._select_adam(fused=False)
+    assert (mcore_optimizer.USING_PYTORCH_OPTIMIZER, dist.HAVE_APEX_OR_TE, dist.USING_TE_OPTIMIZER) == (True, False, False)
+    optimizer._select_adam(fused=True)
+    assert (mcore_optimizer.USING_PYTORCH_OPTIMIZER, dist.HAVE_APEX_OR_TE, dist.USING_TE_OPTIMIZER) == (False, True, True)
