@@ -1,6 +1,8 @@
 """Shared pieces of the benchmarks: model shapes, FLOPs formula, environment facts, JSON output."""
 from __future__ import annotations
 
+import importlib.metadata
+import importlib.util
 import json
 import os
 import platform
@@ -27,11 +29,29 @@ class Shape:
     vocab_size: int
 
 
-# Pythia shapes (GPT-NeoX tokenizer, vocab padded to 50304). `tiny` is a CPU smoke size.
+PYTHIA_VOCAB = 50304
+"""The GPT-NeoX tokenizer's 50,277 tokens padded to a multiple of 128, as in the released Pythia models."""
+
+
+def pythia_shape(size: str, num_layers: int = 0) -> Shape:
+    """A released Pythia model's shape (`recipes.pythia_sizes`), optionally at reduced depth."""
+    from recipes.pythia_sizes import pythia_model
+
+    cfg = pythia_model(size)
+    return Shape(num_layers or cfg.num_layers, cfg.hidden_size, cfg.num_attention_heads, cfg.ffn_size,
+                 cfg.seq_length, PYTHIA_VOCAB)
+
+
+# Pythia shapes (GPT-NeoX tokenizer, vocab padded to 50304), seq 2048. `6.9b-8l` is the paper's
+# Pythia-6.9B layer (hidden 4096, 32 heads, FFN 16384) at 8 of its 32 layers, so that a model with
+# fp32 master weights and Adam state fits one 80 GB GPU: per-GPU TFLOP/s at the paper's layer shape.
+# `tiny` is a CPU smoke size.
 SHAPES: dict[str, Shape] = {
-    "1.4b": Shape(24, 2048, 16, 8192, 2048, 50304),
-    "410m": Shape(24, 1024, 16, 4096, 2048, 50304),
-    "160m": Shape(12, 768, 12, 3072, 2048, 50304),
+    "6.9b-8l": pythia_shape("6.9b", num_layers=8),
+    "2.8b": pythia_shape("2.8b"),
+    "1.4b": pythia_shape("1.4b"),
+    "410m": pythia_shape("410m"),
+    "160m": pythia_shape("160m"),
     "tiny": Shape(2, 64, 4, 256, 128, 512),
 }
 
@@ -66,6 +86,32 @@ def count_parameters(model) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
+def package_version(distribution: str) -> str | None:
+    """An installed distribution's version from its metadata (no import), or None."""
+    try:
+        return importlib.metadata.version(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def _megatron_core_version() -> str:
+    version = package_version("megatron-core") or package_version("megatron_core")
+    if version:
+        return version
+    try:
+        from megatron.core import package_info
+
+        return package_info.__version__
+    except Exception:  # pragma: no cover - not installed, or a very old layout
+        return "unknown"
+
+
+def _transformer_engine_version() -> str | None:
+    if importlib.util.find_spec("transformer_engine") is None:
+        return None
+    return package_version("transformer_engine") or package_version("transformer_engine_torch") or "unknown"
+
+
 def environment() -> dict:
     """Versions and device, as this process sees them."""
     import torch
@@ -74,32 +120,35 @@ def environment() -> dict:
         "python": platform.python_version(),
         "torch": torch.__version__,
         "torch_cuda": torch.version.cuda,
+        "cudnn": torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None,
         "cuda_available": torch.cuda.is_available(),
         "hostname_cpu_count": os.cpu_count(),
+        "megatron_core": _megatron_core_version(),
+        "transformer_engine": _transformer_engine_version(),
+        "transformers": package_version("transformers"),
+        "apex": "installed" if importlib.util.find_spec("apex") else None,
     }
-    try:
-        from megatron.core import package_info
-
-        env["megatron_core"] = package_info.__version__
-    except Exception:  # pragma: no cover - very old layouts
-        env["megatron_core"] = "unknown"
     if torch.cuda.is_available():
         props = torch.cuda.get_device_properties(0)
         env.update(
             gpu=torch.cuda.get_device_name(0),
             gpu_memory_gib=round(props.total_memory / 2**30, 1),
             gpu_sms=props.multi_processor_count,
+            gpu_capability=".".join(map(str, torch.cuda.get_device_capability(0))),
+            nvidia_driver=nvidia_driver(),
         )
-        try:
-            env["nvidia_driver"] = subprocess.run(
-                ["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
-                capture_output=True, text=True, timeout=30,
-            ).stdout.strip()
-        except (OSError, subprocess.TimeoutExpired):
-            env["nvidia_driver"] = "unknown"
     else:
         env["cpu"] = platform.processor() or platform.machine()
     return env
+
+
+def nvidia_driver() -> str:
+    try:
+        out = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+                             capture_output=True, text=True, timeout=30).stdout.strip()
+        return out.splitlines()[0] if out else "unknown"
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
 
 
 def write_json(path: str | Path, payload: dict) -> None:

@@ -2,9 +2,10 @@
 
 What runs per step is what `megatron_alignpt.train.trainer.run_stage` runs: `build_gpt_model`,
 megatron DDP (`trainer.wrap_ddp`, fp32 grad buffers), megatron's optimizer (`train.optimizer`,
-fp32 master weights for bf16) and LR scheduler, and `trainer.train_step`, which on GPU drives
-megatron's `get_forward_backward_func()` schedule over the micro-batches (on CPU the small
-equivalent loop and CPUAdamW). Only the data differs: a fixed-seed synthetic token stream
+fp32 master weights for bf16; Transformer Engine's or apex's FusedAdam where `--fusions` allows and
+one is installed, else torch's AdamW, as on CPU) and LR scheduler, and `trainer.train_step`, which
+drives megatron's `get_forward_backward_func()` schedule over the micro-batches on GPU and CPU alike
+(on CPU behind the `cpu_compat` shims). Only the data differs: a fixed-seed synthetic token stream
 (below) instead of a blended GPTDataset, generated before timing starts.
 
 Commands (from the repository root):
@@ -17,8 +18,18 @@ Commands (from the repository root):
     python benchmarks/train_throughput.py --size 1.4b --micro-batch-sizes 4 \
         --check-golden benchmarks/golden/pythia_1p4b_bf16_sdpa.json
 
-    # CPU smoke test (fp32, tiny model)
+    # the paper's layer: Pythia-6.9B's hidden 4096 / 32 heads / FFN 16384 at 8 of its 32 layers (fits one
+    # 80 GB GPU with fp32 master weights and Adam state); and the Pythia-2.8B shape
+    python benchmarks/train_throughput.py --size 6.9b-8l --architecture pythia --layer-impl te --micro-batch-sizes 4
+    python benchmarks/train_throughput.py --size 2.8b --architecture pythia --layer-impl te --micro-batch-sizes 4
+
+    # fused kernels: all switched off, or one switched (see megatron_alignpt.model.config.FusionConfig)
+    python benchmarks/train_throughput.py --size 1.4b --layer-impl te --micro-batch-sizes 8 --fusions off
+    python benchmarks/train_throughput.py --size 1.4b --layer-impl te --micro-batch-sizes 8 --fusion rope=off
+
+    # CPU smoke test (fp32, tiny model; every fusion resolves to off on CPU)
     python benchmarks/train_throughput.py --size tiny --micro-batch-sizes 1,2 --warmup 1 --steps 3
+    python benchmarks/train_throughput.py --size tiny --micro-batch-sizes 2 --warmup 1 --steps 2 --fusions off
 
     # a parallel layout: each micro-batch size runs as one torchrun job of --nproc-per-node ranks
     python benchmarks/train_throughput.py --size 1.4b --micro-batch-sizes 2,4 --nproc-per-node 8 \
@@ -28,6 +39,14 @@ Commands (from the repository root):
 
 Parallel and precision options map onto `megatron_alignpt.model.config.ParallelConfig` and are
 validated by it (and by the layout check against the world size and batch) before anything is built.
+`--fusions auto` (the default) keeps `FusionConfig`'s defaults (every fused kernel `auto` except the
+bias + GELU fusion, which computes tanh-GELU and stays off); `--fusions off` switches all off; each
+`--fusion NAME=auto|on|off` then sets one. What they resolve to on the machine
+(`megatron_alignpt.model.fusions.resolve_fusions`) is in the JSON as `resolved_fusions`.
+
+Shapes (`--size`, from `benchmarks/_common.py`, Pythia's from `recipes/pythia_sizes.py`, vocab 50304):
+160m, 410m, 1.4b, 2.8b (32 layers, hidden 2560, 32 heads, FFN 10240), 6.9b-8l (the 6.9B layer at
+8 layers), tiny (CPU).
 
 Each micro-batch size runs in its own process (clean peak-memory figures; an out-of-memory
 size is reported, not fatal). The global batch is fixed (`--global-batch`, default 16
@@ -115,6 +134,30 @@ class SyntheticLoader:
         return [{k: v[i * m : (i + 1) * m] for k, v in batch.items()} for i in range(self.num_microbatches)]
 
 
+def fusion_config(args):
+    """The FusionConfig of `--fusions` and the `--fusion NAME=SWITCH` overrides (validated by FusionConfig)."""
+    from dataclasses import fields
+
+    from megatron_alignpt.model.config import FusionConfig
+
+    names = [f.name for f in fields(FusionConfig)]
+    switches = {} if args.fusions == "auto" else {name: args.fusions for name in names}
+    for item in args.fusion:
+        name, _, switch = item.partition("=")
+        if name not in names:
+            raise SystemExit(f"--fusion {item}: unknown fusion {name!r}; choose from {', '.join(names)}")
+        switches[name] = switch
+    return FusionConfig(**switches)
+
+
+def resolved_fusions(parallel, layer_impl: str) -> dict:
+    """What each fusion switch resolves to on this machine for this layer implementation."""
+    from megatron_alignpt.model.fusions import resolve_fusions
+    from megatron_alignpt.model.specs import resolve_layer_impl
+
+    return asdict(resolve_fusions(parallel.fusions, resolve_layer_impl(layer_impl)))
+
+
 def parallel_config(args):
     """The ParallelConfig the command line asks for (validated by ParallelConfig itself)."""
     from megatron_alignpt.model.config import ParallelConfig, RecomputeConfig
@@ -129,6 +172,7 @@ def parallel_config(args):
         precision=args.precision or ("bf16" if torch.cuda.is_available() else "fp32"),
         fp8_format=args.fp8_format, fp8_recipe=args.fp8_recipe,
         recompute=RecomputeConfig(args.recompute, args.recompute_method, args.recompute_num_layers),
+        fusions=fusion_config(args),
     )
 
 
@@ -250,6 +294,8 @@ def run_one(args) -> dict:
         "world_size": world,
         "data_parallel": dp,
         "parallel": asdict(parallel),
+        "fusions": asdict(parallel.fusions),
+        "resolved_fusions": resolved_fusions(parallel, args.layer_impl),
         "peak_tflops": peak,
         "parameters": n_params,
         "warmup_steps": args.warmup,
@@ -287,6 +333,9 @@ def recipe(args, mbs: int) -> dict:
         "shape": asdict(shape),
         "seq_length": args.seq_length or shape.seq_length,
         "layer_impl": args.layer_impl,
+        "architecture": args.architecture,
+        "fusions": args.fusions,
+        "fusion_overrides": list(args.fusion),
         "global_batch": args.global_batch,
         "micro_batch_size": mbs,
         "optimizer": {"type": "adam (megatron, decoupled wd 0.1, betas 0.9/0.95, eps 1e-8, clip 1.0)", "lr": args.lr,
@@ -340,6 +389,10 @@ def parse_args(argv=None):
     g.add_argument("--recompute-method", choices=["uniform", "block"], default="uniform")
     g.add_argument("--recompute-num-layers", type=int, default=1)
     g.add_argument("--peak-tflops", type=float, default=0.0, help="MFU denominator per GPU (0: H100 dense peak of the precision)")
+    g.add_argument("--fusions", choices=["auto", "off"], default="auto",
+                   help="fused kernels: auto (FusionConfig's defaults: all auto but bias_activation) or all off")
+    g.add_argument("--fusion", action="append", default=[], metavar="NAME=auto|on|off",
+                   help="one fused kernel's switch after --fusions (repeatable), e.g. rope=off, bias_activation=on")
     p.add_argument("--lr", type=float, default=3e-4)
     p.add_argument("--warmup-fraction", type=float, default=0.25, help="LR warmup share of warmup+steps")
     p.add_argument("--seed", type=int, default=1234)
@@ -366,8 +419,11 @@ def _run_child(args, mbs: int, tmp: Path) -> dict:
     cmd = launcher + [str(Path(__file__).resolve()), "--micro-batch-size", str(mbs), "--child-result", str(out)]
     for flag in ("size", "global_batch", "seq_length", "warmup", "steps", "layer_impl", "architecture", "lr",
                  "warmup_fraction", "seed", "tensor_parallel", "pipeline_parallel", "virtual_pipeline", "context_parallel",
-                 "fp8_format", "fp8_recipe", "recompute", "recompute_method", "recompute_num_layers", "peak_tflops"):
+                 "fp8_format", "fp8_recipe", "recompute", "recompute_method", "recompute_num_layers", "peak_tflops",
+                 "fusions"):
         cmd += [f"--{flag.replace('_', '-')}", str(getattr(args, flag))]
+    for item in args.fusion:
+        cmd += ["--fusion", item]
     for flag in ("sequence_parallel", "distributed_optimizer", "overlap_grad_reduce", "overlap_param_gather", "verbose"):
         if getattr(args, flag):
             cmd.append(f"--{flag.replace('_', '-')}")
@@ -402,6 +458,7 @@ def main(argv=None) -> int:
     for m in sizes:
         if args.global_batch % m:
             raise SystemExit(f"--global-batch {args.global_batch} is not a multiple of micro-batch size {m}")
+    fusion_config(args)  # a bad --fusion fails here, before any child starts
     with tempfile.TemporaryDirectory() as tmp:
         results = [_run_child(args, m, Path(tmp)) for m in sizes]
     ok = [r for r in results if "error" not in r]
@@ -466,11 +523,15 @@ def main(argv=None) -> int:
     layout = (f"{args.nproc_per_node} rank(s): TP {args.tensor_parallel} x CP {args.context_parallel} x "
               f"PP {args.pipeline_parallel}" + (f" (x{args.virtual_pipeline} virtual)" if args.virtual_pipeline > 1 else "")
               + (", SP" if args.sequence_parallel else "") + (", distributed optimizer" if args.distributed_optimizer else "")
-              + (f", recompute {args.recompute}" if args.recompute != "none" else ""))
+              + (f", recompute {args.recompute}" if args.recompute != "none" else "")
+              + f"; fusions {args.fusions}" + "".join(f", {item}" for item in args.fusion))
     print(f"seq {args.seq_length or SHAPES[args.size].seq_length}, global batch {args.global_batch}, "
           f"{args.layer_impl}, {ok[0]['precision'] if ok else '?'}; {layout}; "
           f"{env.get('gpu', env.get('cpu'))}; torch {env['torch']}, megatron-core {env['megatron_core']}")
     print_table(["mbs", "accum", "step ms", "tokens/s", "TFLOP/s", "MFU", "peak alloc GiB", "peak rsv GiB", "last loss"], rows)
+    if ok:
+        on = [name for name, value in ok[0]["resolved_fusions"].items() if value is True]
+        print(f"resolved fusions: {', '.join(on) or 'none'} (cross-entropy {ok[0]['resolved_fusions']['cross_entropy_impl']})")
     if best:
         print(f"best: micro-batch {best['micro_batch_size']} at {best['tokens_per_s']:,.0f} tokens/s, "
               f"{best['tflops_per_gpu']:.3g} TFLOP/s" + ("" if best["mfu"] is None else f", MFU {100 * best['mfu']:.1f}%"))
