@@ -215,6 +215,9 @@ def _resolve_target(target: str) -> Callable:
 
 def run_check_here(args) -> None:
     """The child: run one check function, write its result file and exit 0."""
+    from megatron_alignpt.library_noise import quiet_library_noise
+
+    quiet_library_noise()  # the check's log shows our progress and errors, not the libraries' notices
     ctx = Context(name=args.run_check, work=Path(args.work), artefacts=Path(args.artefacts), deadline=args.deadline,
                   options=json.loads(args.options), result_path=Path(args.result))
     ctx.work.mkdir(parents=True, exist_ok=True)

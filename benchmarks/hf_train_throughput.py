@@ -344,6 +344,9 @@ def _print_summary(args, results: list[dict], env: dict) -> None:
 def main(argv=None) -> int:
     import torch
 
+    from megatron_alignpt.library_noise import quiet_library_noise
+
+    quiet_library_noise()
     args = parse_args(argv)
     shape = SHAPES[args.size]
     batches, checksum = synthetic_batches(args, shape, args.seq_length or shape.seq_length, torch.cuda.is_available())

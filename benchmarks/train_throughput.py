@@ -445,6 +445,9 @@ def _run_child(args, mbs: int, tmp: Path) -> dict:
 
 
 def main(argv=None) -> int:
+    from megatron_alignpt.library_noise import quiet_library_noise
+
+    quiet_library_noise()
     args = parse_args(argv)
     if args.child_result is not None:  # one micro-batch size, in this process (one rank of the job)
         result = run_one(args)
