@@ -19,17 +19,20 @@ def free_port() -> int:
 
 
 def init_process_group() -> None:
-    """Join the launcher's process group (torchrun env vars) or make a 1-process group."""
+    """Join the launcher's process group (torchrun/srun env vars), or make a 1-process group.
+
+    A process on its own gets an in-memory store: no port to collide with other runs on the machine,
+    and no launcher variables written to os.environ for its child processes to inherit by mistake."""
     if dist.is_initialized():
         return
-    if "WORLD_SIZE" not in os.environ:
-        os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
-        os.environ.setdefault("MASTER_PORT", str(free_port()))
-        os.environ.update(RANK="0", WORLD_SIZE="1", LOCAL_RANK="0")
     backend = "nccl" if cuda_available() else "gloo"
     if cuda_available():
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
-    dist.init_process_group(backend=backend, timeout=datetime.timedelta(minutes=30))
+    timeout = datetime.timedelta(minutes=30)
+    if "WORLD_SIZE" in os.environ:
+        dist.init_process_group(backend=backend, timeout=timeout)
+    else:
+        dist.init_process_group(backend=backend, store=dist.HashStore(), rank=0, world_size=1, timeout=timeout)
 
 
 def init_parallel(
