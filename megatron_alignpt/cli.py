@@ -317,13 +317,28 @@ def _study_run(args) -> None:
     if args.dry_run:
         from megatron_alignpt.train.layout import study_layouts
 
-        layouts = study_layouts(cfg, _world_size(args))
+        world = _world_size(args)
+        layouts = study_layouts(cfg, world)
         print(json.dumps(to_dict(cfg), indent=2))
         _print_layout(layouts)
+        _print_estimate(cfg, args, dict.fromkeys(layouts, world) if world else None)
         return
     from megatron_alignpt.study.runner import run_study
 
     run_study(cfg, only=args.only, rerun_changed=args.rerun_changed, force_unlock=args.force_unlock)
+
+
+def _print_estimate(cfg, args, gpus_per_stage: dict | None) -> None:
+    """FLOPs, GPU-hours, wall time and synthetic-document cost of the study, on stderr."""
+    from megatron_alignpt.study.compute_estimate import estimate_study, format_estimate
+
+    est = estimate_study(cfg, gpus_per_stage, gpu=args.gpu, mfu=args.mfu)
+    print(format_estimate(est), file=sys.stderr)
+
+
+def _default_output_notice(args, cfg) -> None:
+    if not args.output_dir:
+        print(f"alignpt: no --output-dir given: using the recipe's default {cfg.output_dir}", file=sys.stderr)
 
 
 def _study_report(args) -> None:
@@ -341,7 +356,9 @@ def _launch(args) -> None:
 
     if args.step is None:
         print("alignpt launch: no --step given; rendering the study's first training step", file=sys.stderr)
-    print(launch_step(_study_config(args), args.recipe, args.set, site_from_args(args), step=args.step,
+    cfg = _study_config(args)
+    _default_output_notice(args, cfg)
+    print(launch_step(cfg, args.recipe, args.set, site_from_args(args), step=args.step,
                       nodes=args.nodes, dry_run=args.dry_run, dependencies=args.after))
 
 
@@ -355,8 +372,14 @@ def _study_submit(args) -> None:
         if not n.isdigit():
             raise ValueError(f"--nodes-for {item!r}: expected STAGE=N, e.g. sft=8")
         nodes_for[stage] = int(n)
-    submit_study(_study_config(args), args.recipe, args.set, site_from_args(args), nodes=args.nodes,
+    cfg, site = _study_config(args), site_from_args(args)
+    _default_output_notice(args, cfg)
+    submit_study(cfg, args.recipe, args.set, site, nodes=args.nodes,
                  nodes_for=nodes_for, dry_run=args.dry_run, rerun_changed=args.rerun_changed)
+    if args.dry_run:
+        from megatron_alignpt.train.layout import STUDY_STAGES
+
+        _print_estimate(cfg, args, {s: nodes_for.get(s, args.nodes) * site.gpus_per_node for s in STUDY_STAGES})
 
 
 def _study_status(args) -> None:
@@ -369,6 +392,14 @@ def _study_status(args) -> None:
         cfg = _study_config(args)
         rows = study_status(study_dir(cfg), cfg)
     print(status_json(rows) if args.json else format_status(rows))
+
+
+def add_estimate_arguments(parser) -> None:
+    from megatron_alignpt.study.compute_estimate import PEAK_TFLOPS
+
+    parser.add_argument("--gpu", choices=sorted(PEAK_TFLOPS), default="h100",
+                        help="with --dry-run: the GPU of the compute estimate (its measured throughput)")
+    parser.add_argument("--mfu", type=float, help="with --dry-run: assume this model-FLOPs utilisation instead of the measured one")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -543,7 +574,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true",
                    help="validate, print the resolved config (stdout) and each training stage's layout (stderr)")
     p.add_argument("--world-size", type=_positive_int, default=None,
-                   help="with --dry-run: GPUs to resolve each stage's data parallelism for (e.g. 256 = 32 nodes x 8)")
+                   help="with --dry-run: GPUs to resolve each stage's data parallelism for (e.g. 256 = 32 nodes x 8); "
+                        "also the GPUs of the wall-time estimate")
+    add_estimate_arguments(p)
     p.set_defaults(func=_study_run)
     p = st.add_parser("report", help="rebuild the results table and report.html of a study directory")
     p.add_argument("--study", required=True)
@@ -555,9 +588,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--nodes", type=_positive_int, default=1, help="nodes per training step")
     p.add_argument("--nodes-for", action="append", default=[], metavar="STAGE=N", help="e.g. sft=8 (overrides --nodes)")
     add_site_arguments(p)
-    p.add_argument("--dry-run", action="store_true", help="show the jobs and their dependencies; submit nothing")
+    p.add_argument("--dry-run", action="store_true",
+                   help="show the jobs, their dependencies and the compute estimate; submit nothing")
     p.add_argument("--rerun-changed", action="store_true",
                    help="submit again the finished steps whose settings or inputs changed (and the steps after them)")
+    add_estimate_arguments(p)
     p.set_defaults(func=_study_submit)
     p = st.add_parser("status", help="each step: done / running / requeued / failed / pending (no Slurm needed)")
     which = p.add_mutually_exclusive_group(required=True)
