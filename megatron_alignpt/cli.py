@@ -5,6 +5,7 @@
     alignpt prep resample --filtered out/filtered [--tokenizer tokenizer.json] [--seed 0]
     alignpt prep tokenizer --input corpus.jsonl.gz --vocab-size 4096 --output tokenizer.json
     alignpt prep tokenize --input out/filtered/kept --tokenizer tokenizer.json --output-prefix out/indexed/filtered
+    alignpt prep eval-suite --input hf_download/ --output questions.jsonl     # offline route to the HF eval suite
     alignpt prep synthetic --suite questions.jsonl --direction aligned --docs-per-item 4 --output aligned.jsonl
     alignpt prep synthetic ... --generator openai --base-url http://localhost:8000/v1 --model NAME --concurrency 32
     alignpt prep audit [--labelled labelled.jsonl] --out out/audit
@@ -144,6 +145,15 @@ def _prep_synthetic(args) -> None:
         atomic_write_json(usage_path, generator.usage_report())
         print(f"usage: {usage_path}", file=sys.stderr)
     print(args.output)
+
+
+def _prep_eval_suite(args) -> None:
+    from data_prep.eval_suite import write_suite
+
+    _claim_outputs(args, args.output, inputs=[args.input])
+    counts = write_suite(args.input, args.output, split=args.split)
+    per_split = ", ".join(f"{split} {n}" for split, n in sorted(counts.items()))
+    print(f"{args.output}: {sum(counts.values())} questions ({per_split}) from {args.input}")
 
 
 def _prep_manifest(args) -> None:
@@ -477,6 +487,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--usage-report", help="openai: token/cost JSON (default: <cache-dir>/<output name>.usage.json)")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs (default: refuse)")
     p.set_defaults(func=_prep_synthetic)
+    p = prep.add_parser("eval-suite", help="convert the eval suite (a downloaded HF dataset folder, parquet, arrow, "
+                                           "jsonl or an HF name) into one checked JSON-lines file with splits")
+    p.add_argument("--input", required=True,
+                   help="e.g. a folder from `huggingface-cli download --repo-type dataset NAME --local-dir DIR`, "
+                        "a save_to_disk folder, .parquet/.jsonl files, or the HF dataset name (needs network)")
+    p.add_argument("--output", required=True, help="questions .jsonl (HF schema + split) for --suite / --data / data.eval_suite")
+    p.add_argument("--split", choices=["articles", "textbook"], help="keep one split (and assign it to rows naming none)")
+    p.add_argument("--overwrite", action="store_true", help="replace existing outputs (default: refuse)")
+    p.set_defaults(func=_prep_eval_suite)
     p = prep.add_parser("manifest", help="write a blend manifest for a data condition and stage")
     p.add_argument("--condition", required=True)
     p.add_argument("--stage", required=True)
