@@ -109,7 +109,10 @@ def _prep_tokenize(args) -> None:
 
     _claim_outputs(args, bin_path(args.output_prefix), idx_path(args.output_prefix), inputs=args.input + [args.tokenizer])
     texts = (d.text for p in args.input for d in iter_documents(p, text_field=args.text_field))
-    print(tokenize_to_indexed(texts, Path(args.tokenizer), Path(args.output_prefix)))
+    stats = tokenize_to_indexed(texts, Path(args.tokenizer), Path(args.output_prefix))
+    skipped = f", {stats.skipped_empty} empty texts skipped" if stats.skipped_empty else ""
+    print(f"{bin_path(args.output_prefix)} + .idx: {stats.documents:,} documents, {stats.tokens:,} tokens "
+          f"(end-of-document tokens included){skipped}")
 
 
 def _prep_synthetic(args) -> None:
@@ -645,6 +648,11 @@ def main(argv: list[str] | None = None) -> int:
     quiet_library_noise()
     try:
         args.func(args)
+        sys.stdout.flush()  # inside the try: a pipe closed early breaks here, not at interpreter exit
+    except BrokenPipeError:  # the reader went away (`alignpt study status | head`): stop quietly, like other tools
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # nothing more reaches the closed pipe, not even at exit
+        return 141  # 128 + SIGPIPE, as a shell reports a process stopped by a broken pipe
     except (DataFormatError, ConfigError, ValueError, OSError, KeyError, ImportError) as err:
         if os.environ.get("ALIGNPT_DEBUG"):
             raise

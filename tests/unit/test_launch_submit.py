@@ -204,3 +204,15 @@ def test_launch_refuses_a_study_directory_the_site_mounts_read_only(tmp_path, ca
                  "--output-dir", "/data/y"]) == 2
     capsys.readouterr()
     assert main(args) == 0  # the recipe's default directory (runs/smoke, relative) is not under /data: fine
+
+
+def test_status_into_a_closed_pipe_stops_quietly(tmp_path):
+    """`alignpt study status | head`: the reader is gone before the table is written; no traceback."""
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-m", "megatron_alignpt.cli", "study", "status", "--recipe", "tiny_cpu_smoke",
+                             "--output-dir", str(tmp_path / "study")], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=300) == 141 and err == "", err
