@@ -1,5 +1,6 @@
 """The `alignpt` command line.
 
+    alignpt prep example-data --output data                    # the shipped sample inputs, to try every command on
     alignpt prep filter --input corpus.jsonl.gz --output out/filtered
     alignpt prep pipeline --input shards/ --output out/prep --resample [--tokenizer tok.json] [--executor slurm --tasks 64 ...]
     alignpt prep resample --filtered out/filtered [--tokenizer tokenizer.json] [--seed 0]
@@ -12,6 +13,7 @@
     alignpt prep contamination --docs aligned.jsonl misaligned.jsonl --suite questions.jsonl --report contamination.json
     alignpt prep manifest --condition align_upsampled --stage pretrain --base out/indexed/unfiltered \
         --synthetic out/indexed/synthetic_aligned --dose 0.01 --tokenizer tokenizer.json --output m.json
+    alignpt train --example-config > stage.json          # a documented example stage config
     alignpt train --config stage.json [--set optimizer.lr=1e-3] [--dry-run]
     alignpt eval misalignment --checkpoint runs/demo/models/unfiltered/dpo --data questions.jsonl --out DIR
     alignpt eval misalignment --hf DIR --data questions.jsonl --out DIR       # an HF model, unconverted
@@ -56,6 +58,13 @@ def _positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
     return value
+
+
+def _prep_example_data(args) -> None:
+    from data_prep.examples import copy_examples
+
+    for path, what in copy_examples(Path(args.output), overwrite=args.overwrite):
+        print(f"{path}  {what}")
 
 
 def _prep_filter(args) -> None:
@@ -214,6 +223,16 @@ def _print_layout(layout: dict) -> None:
 def _train(args) -> None:
     from megatron_alignpt.config_base import to_dict
 
+    if args.example_config:
+        from megatron_alignpt.config_base import describe_fields
+        from recipes.stages import example_stage
+
+        cfg = example_stage()
+        print("# an example stage config (stdout is the JSON; edit it, or override fields with --set KEY=VALUE):",
+              file=sys.stderr)
+        print("\n".join(f"#   {line}" for line in describe_fields(cfg)), file=sys.stderr)
+        print(json.dumps(to_dict(cfg), indent=2))
+        return
     cfg = _load_stage_config(args)
     if args.dry_run:
         from megatron_alignpt.train.layout import stage_layout
@@ -422,6 +441,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     prep = sub.add_parser("prep", help="data preparation (no torch needed)").add_subparsers(dest="prep_command", required=True)
+    p = prep.add_parser("example-data", help="copy the shipped sample data (corpus, eval questions, SFT/DPO files, "
+                                             "audit set) into a directory, to try every command on")
+    p.add_argument("--output", required=True)
+    p.add_argument("--overwrite", action="store_true", help="replace existing outputs (default: refuse)")
+    p.set_defaults(func=_prep_example_data)
     p = prep.add_parser("filter", help="blocklist-filter documents into kept/ and removed/")
     p.add_argument("--input", nargs="+", required=True, help="files or directories (jsonl, .gz, .zst, parquet)")
     p.add_argument("--output", required=True)
@@ -526,7 +550,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_prep_audit)
 
     p = sub.add_parser("train", help="run one training stage from a StageConfig JSON")
-    p.add_argument("--config", required=True)
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--config", help="a stage config JSON (see --example-config)")
+    which.add_argument("--example-config", action="store_true",
+                       help="print a working example config (a tiny pretraining stage on the README's out/ files) as JSON, "
+                            "and what each field means on stderr")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config field")
     p.add_argument("--dry-run", action="store_true",
                    help="validate, print the resolved config (stdout) and the parallel layout (stderr), and exit")
