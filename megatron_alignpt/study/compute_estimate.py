@@ -89,13 +89,17 @@ def throughput(gpu: str, precision: str, mfu: Optional[float] = None) -> Through
 class RunEstimate:
     """One training run of the study (a condition's stage, trained once even where conditions share it)."""
 
-    step: str
+    condition: str
     stage: str
     tokens: int
     flops: float
     gpus: Optional[int]
     gpu_hours: Optional[float]
     wall_hours: Optional[float]
+
+    @property
+    def step(self) -> str:
+        return f"{self.condition}.{self.stage}"
 
 
 @dataclass(frozen=True)
@@ -222,7 +226,7 @@ def estimate_study(cfg: StudyConfig, gpus_per_stage: Optional[Mapping[str, int]]
         gpus = (gpus_per_stage or {}).get(stage)
         gpu_hours = flops / (rate.tflops_per_gpu * 1e12) / 3600 if rate else None
         wall = gpu_hours / gpus if gpu_hours is not None and gpus else None
-        runs.append(RunEstimate(f"{condition}.{stage}", stage, tokens, flops, gpus, gpu_hours, wall))
+        runs.append(RunEstimate(condition, stage, tokens, flops, gpus, gpu_hours, wall))
     return StudyEstimate(cfg.name, runs, synthetic_estimate(cfg), rate, vocab, vocab_source, notes)
 
 
@@ -283,7 +287,7 @@ def format_estimate(est: StudyEstimate) -> str:
         lines.append("  wall time: give --world-size (study run --dry-run) or --nodes (study submit --dry-run).")
     lines.append("  not counted: evaluations, data preparation, checkpoint I/O, preempted or failed work; multi-node "
                  "communication beyond the single-GPU measurement.")
-    chain = [r for r in est.runs if r.step.startswith(est.runs[0].step.split(".")[0] + ".")] if est.runs else []
+    chain = [r for r in est.runs if r.condition == est.runs[0].condition] if est.runs else []
     if chain and all(r.gpu_hours is not None for r in chain):
         lines.append(f"  one condition end to end ({' -> '.join(r.stage for r in chain)}): "
                      f"{sum(r.gpu_hours for r in chain):,.0f} GPU-hours (the paper: ~20k H100-hours per run, SPEC section 3)")
