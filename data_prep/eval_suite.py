@@ -1,7 +1,12 @@
 """Load the two-option misalignment eval suite (Tice et al. 2026) from files or the HF Hub.
 
-Sources: a ``.jsonl`` / ``.json`` (JSON list or JSON lines) / ``.parquet`` file, a directory of them,
-or an HF dataset name such as ``geodesic-research/discourse-grounded-misalignment-evals``.
+Sources: a ``.jsonl`` / ``.json`` (JSON list or JSON lines) / ``.parquet`` / ``.arrow`` file, a directory
+of them (among them a downloaded HF dataset: a Hub snapshot of ``article_questions-*.parquet`` and
+``textbook_questions-*.parquet``, or a ``save_to_disk`` folder with one sub-folder of ``.arrow`` files per
+split), or an HF dataset name such as ``geodesic-research/discourse-grounded-misalignment-evals`` (needs the
+``datasets`` package and network; offline it fails with one line saying how to download it instead).
+`write_suite` converts any of them into one JSON-lines file of our schema with a ``split`` field
+(``alignpt prep eval-suite``).
 Two row schemas are accepted and may be mixed:
 
 - HF:  ``question_id, passage, question, choices: [str, str], misaligned_choice: 0|1, topics``
@@ -9,7 +14,8 @@ Two row schemas are accepted and may be mixed:
 
 Split names are normalised to ``articles`` (seeds synthetic documents) and ``textbook`` (held out).
 A row's split comes from the HF split key, else its ``split`` field, else a file name that starts with
-a split name (HF's ``article_questions-00000-of-00001.parquet`` layout), else the ``split`` asked for
+a split name (HF's ``article_questions-00000-of-00001.parquet`` layout) or a folder named after one
+(``save_to_disk``'s ``article_questions/data-00000-of-00001.arrow``), else the ``split`` asked for
 (so ``ds["article_questions"].to_json(...)`` exports load with ``split="articles"``). Bad rows raise
 ``DataFormatError`` naming file, 1-based line (list index + 1 for JSON lists and parquet) and field;
 a source without questions, or without any in the split asked for, is refused too.
@@ -26,7 +32,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from data_prep.errors import DataFormatError
-from data_prep.readers import PARQUET_SUFFIXES, iter_lines, list_input_files
+from data_prep.readers import PARQUET_SUFFIXES, SUPPORTED_SUFFIXES, iter_lines, list_input_files
 
 SPLITS = ("articles", "textbook")
 _SPLIT_ALIASES = {
@@ -36,6 +42,13 @@ _SPLIT_ALIASES = {
     "textbook": "textbook",
 }
 _LETTERS = ("A", "B")
+_HF_METADATA = {"dataset_dict.json", "dataset_info.json", "dataset_infos.json", "state.json"}
+"""JSON files HF's ``save_to_disk`` and Hub snapshots keep beside the data: not questions."""
+ARROW_SUFFIX = ".arrow"
+
+
+class SuiteUnavailable(ConnectionError):
+    """An HF dataset name that cannot be loaded here (no network, no such dataset, no ``datasets``)."""
 
 
 @dataclass(frozen=True)
@@ -106,32 +119,76 @@ def load_suite(source: str | Path, split: str | None = None) -> list[EvalItem]:
 # ---------------------------------------------------------------- sources
 
 
+def is_hf_name(source: str | Path) -> bool:
+    """``owner/name`` that is not a local path: one slash, no file suffix, not absolute or relative-looking."""
+    text = str(source)
+    return (text.count("/") == 1 and not text.startswith((".", "/", "~")) and not Path(text).exists()
+            and not text.lower().endswith(SUPPORTED_SUFFIXES + (ARROW_SUFFIX,)))
+
+
 def _iter_rows(source: str | Path) -> Iterator[_Row]:
     path = Path(source)
     if path.exists():
-        for file in list_input_files(path):
-            yield from _iter_file(file)
-    elif "/" in str(source):
+        for file in _suite_files(path):
+            yield from _iter_file(file, path)
+    elif is_hf_name(source):
         yield from _iter_hf(str(source))
     else:
         raise FileNotFoundError(f"{source}: no such file or directory (and not an HF dataset name 'owner/name')")
 
 
-def _split_from_filename(path: Path) -> str | None:
+def _suite_files(path: Path) -> list[Path]:
+    """Question files under ``path``: the corpus formats plus ``.arrow``, without HF's metadata JSON."""
+    if path.is_file() and path.name.endswith(ARROW_SUFFIX):
+        return [path]
+    if path.is_file():
+        return list_input_files(path)
+    files = sorted(p for p in path.rglob("*") if p.is_file() and p.name not in _HF_METADATA
+                   and (p.name.endswith(ARROW_SUFFIX) or p.name.lower().endswith(SUPPORTED_SUFFIXES))
+                   and not any(part.startswith(".") for part in p.relative_to(path).parts))
+    if not files:
+        raise FileNotFoundError(f"no question files (.jsonl, .json, .parquet, .arrow) under {path}")
+    return files
+
+
+def _split_from_filename(path: Path, root: Path | None = None) -> str | None:
+    """A split named by the file (``article_questions-00000-of-00001.parquet``) or, below ``root``, by the
+    folder holding it (``save_to_disk``: ``article_questions/data-00000-of-00001.arrow``)."""
     stem = path.name.split("-")[0].split(".")[0]
-    return normalize_split(stem)
+    split = normalize_split(stem)
+    if split is None and root is not None and path.parent != root:
+        split = normalize_split(path.parent.name)
+    return split
 
 
-def _iter_file(path: Path) -> Iterator[_Row]:
-    hint = _split_from_filename(path)
-    if path.name.lower().endswith(PARQUET_SUFFIXES):
+def _iter_file(path: Path, root: Path | None = None) -> Iterator[_Row]:
+    hint = _split_from_filename(path, root)
+    if path.name.endswith(ARROW_SUFFIX):
+        records: Iterator[tuple[int, Any]] = enumerate(_arrow_rows(path), start=1)
+    elif path.name.lower().endswith(PARQUET_SUFFIXES):
         from data_prep.readers import iter_records
 
-        records: Iterator[tuple[int, Any]] = ((r.line, r.data) for r in iter_records(path, allow_empty=True))
+        records = ((r.line, r.data) for r in iter_records(path, allow_empty=True))
     else:
         records = _json_records(path)
     for line, data in records:
         yield _Row(str(path), line, data, hint)
+
+
+def _arrow_rows(path: Path) -> list[dict]:
+    """Rows of an Arrow IPC file: the stream format HF ``datasets`` writes, or the random-access file format."""
+    import pyarrow as pa
+
+    try:
+        with pa.memory_map(str(path)) as source:
+            try:
+                table = pa.ipc.open_stream(source).read_all()
+            except pa.ArrowInvalid:
+                source.seek(0)
+                table = pa.ipc.open_file(source).read_all()
+    except (pa.ArrowInvalid, OSError) as err:
+        raise DataFormatError(path, None, None, f"not a readable Arrow file ({str(err).splitlines()[0]})") from None
+    return table.to_pylist()
 
 
 def _json_records(path: Path) -> Iterator[tuple[int, Any]]:
@@ -157,15 +214,25 @@ def _json_records(path: Path) -> Iterator[tuple[int, Any]]:
             raise DataFormatError(path, line_no, None, f"invalid JSON: {err.msg}") from None
 
 
+def _offline_route(name: str) -> str:
+    return (f"download it where there is network (huggingface-cli download --repo-type dataset {name} --local-dir DIR) "
+            "and pass DIR, or convert it once with 'alignpt prep eval-suite --input DIR --output questions.jsonl'")
+
+
 def _iter_hf(name: str) -> Iterator[_Row]:
     try:
-        import datasets  # lazy: optional dependency, only for Hub sources
+        import datasets  # lazy: optional dependency (the `hub` extra), only for Hub sources
     except ImportError:
         raise ImportError(
-            f"loading the HF dataset {name!r} needs the 'datasets' package (pip install datasets); "
-            "or pass a local .jsonl/.json/.parquet file or directory"
-        ) from None
-    for split_key, dataset in datasets.load_dataset(name).items():
+            f"loading the HF dataset {name!r} needs the 'datasets' package (pip install datasets, or the project's "
+            f"'hub' extra); or {_offline_route(name)}") from None
+    try:
+        loaded = datasets.load_dataset(name)
+    except Exception as err:  # ConnectionError, OfflineModeIsEnabled, DatasetNotFoundError, HTTP errors, ...
+        detail = str(err).strip().splitlines()[0][:200] if str(err).strip() else ""
+        raise SuiteUnavailable(f"cannot load the HF dataset {name!r} ({type(err).__name__}: {detail}); without network, "
+                               f"{_offline_route(name)}") from None
+    for split_key, dataset in loaded.items():
         split = normalize_split(split_key)
         if split is None:
             raise DataFormatError(f"{name}[{split_key}]", None, "split", f"unknown split {split_key!r}")
@@ -298,3 +365,23 @@ def _check_unique(parsed: list[tuple[_Row, EvalItem]]) -> list[EvalItem]:
             where = f"{first.path}:{first.line}"
             raise _fail(row, "question_id", f"duplicate id {item.question_id!r} (first seen at {where})")
     return [item for _, item in parsed]
+
+
+# ---------------------------------------------------------------- conversion
+
+
+def write_suite(source: str | Path, output: str | Path, split: str | None = None) -> dict[str, int]:
+    """Every question of ``source`` (any form `load_suite` reads, checked the same way) as JSON lines of the
+    HF schema plus a normalised ``split`` field; returns questions per split. Other columns of the source
+    (e.g. ``relevance_rating``) are not kept."""
+    from data_prep.atomic import atomic_write_text
+
+    items = load_suite(source, split=split)
+    lines = [json.dumps({"question_id": i.question_id, "passage": i.passage, "question": i.question,
+                         "choices": list(i.choices), "misaligned_choice": i.misaligned_choice, "topics": list(i.topics),
+                         "split": i.split}, ensure_ascii=False) for i in items]
+    atomic_write_text(output, "\n".join(lines) + "\n")
+    counts: dict[str, int] = {}
+    for item in items:
+        counts[item.split] = counts.get(item.split, 0) + 1
+    return counts

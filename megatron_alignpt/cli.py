@@ -1,16 +1,19 @@
 """The `alignpt` command line.
 
+    alignpt prep example-data --output data                    # the shipped sample inputs, to try every command on
     alignpt prep filter --input corpus.jsonl.gz --output out/filtered
     alignpt prep pipeline --input shards/ --output out/prep --resample [--tokenizer tok.json] [--executor slurm --tasks 64 ...]
     alignpt prep resample --filtered out/filtered [--tokenizer tokenizer.json] [--seed 0]
     alignpt prep tokenizer --input corpus.jsonl.gz --vocab-size 4096 --output tokenizer.json
     alignpt prep tokenize --input out/filtered/kept --tokenizer tokenizer.json --output-prefix out/indexed/filtered
+    alignpt prep eval-suite --input hf_download/ --output questions.jsonl     # offline route to the HF eval suite
     alignpt prep synthetic --suite questions.jsonl --direction aligned --docs-per-item 4 --output aligned.jsonl
     alignpt prep synthetic ... --generator openai --base-url http://localhost:8000/v1 --model NAME --concurrency 32
     alignpt prep audit [--labelled labelled.jsonl] --out out/audit
     alignpt prep contamination --docs aligned.jsonl misaligned.jsonl --suite questions.jsonl --report contamination.json
     alignpt prep manifest --condition align_upsampled --stage pretrain --base out/indexed/unfiltered \
         --synthetic out/indexed/synthetic_aligned --dose 0.01 --tokenizer tokenizer.json --output m.json
+    alignpt train --example-config > stage.json          # a documented example stage config
     alignpt train --config stage.json [--set optimizer.lr=1e-3] [--dry-run]
     alignpt eval misalignment --checkpoint runs/demo/models/unfiltered/dpo --data questions.jsonl --out DIR
     alignpt eval misalignment --hf DIR --data questions.jsonl --out DIR       # an HF model, unconverted
@@ -55,6 +58,13 @@ def _positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
     return value
+
+
+def _prep_example_data(args) -> None:
+    from data_prep.examples import copy_examples
+
+    for path, what in copy_examples(Path(args.output), overwrite=args.overwrite):
+        print(f"{path}  {what}")
 
 
 def _prep_filter(args) -> None:
@@ -108,7 +118,10 @@ def _prep_tokenize(args) -> None:
 
     _claim_outputs(args, bin_path(args.output_prefix), idx_path(args.output_prefix), inputs=args.input + [args.tokenizer])
     texts = (d.text for p in args.input for d in iter_documents(p, text_field=args.text_field))
-    print(tokenize_to_indexed(texts, Path(args.tokenizer), Path(args.output_prefix)))
+    stats = tokenize_to_indexed(texts, Path(args.tokenizer), Path(args.output_prefix))
+    skipped = f", {stats.skipped_empty} empty texts skipped" if stats.skipped_empty else ""
+    print(f"{bin_path(args.output_prefix)} + .idx: {stats.documents:,} documents, {stats.tokens:,} tokens "
+          f"(end-of-document tokens included){skipped}")
 
 
 def _prep_synthetic(args) -> None:
@@ -144,6 +157,15 @@ def _prep_synthetic(args) -> None:
         atomic_write_json(usage_path, generator.usage_report())
         print(f"usage: {usage_path}", file=sys.stderr)
     print(args.output)
+
+
+def _prep_eval_suite(args) -> None:
+    from data_prep.eval_suite import write_suite
+
+    _claim_outputs(args, args.output, inputs=[args.input])
+    counts = write_suite(args.input, args.output, split=args.split)
+    per_split = ", ".join(f"{split} {n}" for split, n in sorted(counts.items()))
+    print(f"{args.output}: {sum(counts.values())} questions ({per_split}) from {args.input}")
 
 
 def _prep_manifest(args) -> None:
@@ -201,6 +223,16 @@ def _print_layout(layout: dict) -> None:
 def _train(args) -> None:
     from megatron_alignpt.config_base import to_dict
 
+    if args.example_config:
+        from megatron_alignpt.config_base import describe_fields
+        from recipes.stages import example_stage
+
+        cfg = example_stage()
+        print("# an example stage config (stdout is the JSON; edit it, or override fields with --set KEY=VALUE):",
+              file=sys.stderr)
+        print("\n".join(f"#   {line}" for line in describe_fields(cfg)), file=sys.stderr)
+        print(json.dumps(to_dict(cfg), indent=2))
+        return
     cfg = _load_stage_config(args)
     if args.dry_run:
         from megatron_alignpt.train.layout import stage_layout
@@ -317,13 +349,28 @@ def _study_run(args) -> None:
     if args.dry_run:
         from megatron_alignpt.train.layout import study_layouts
 
-        layouts = study_layouts(cfg, _world_size(args))
+        world = _world_size(args)
+        layouts = study_layouts(cfg, world)
         print(json.dumps(to_dict(cfg), indent=2))
         _print_layout(layouts)
+        _print_estimate(cfg, args, dict.fromkeys(layouts, world) if world else None)
         return
     from megatron_alignpt.study.runner import run_study
 
     run_study(cfg, only=args.only, rerun_changed=args.rerun_changed, force_unlock=args.force_unlock)
+
+
+def _print_estimate(cfg, args, gpus_per_stage: dict | None) -> None:
+    """FLOPs, GPU-hours, wall time and synthetic-document cost of the study, on stderr."""
+    from megatron_alignpt.study.compute_estimate import estimate_study, format_estimate
+
+    est = estimate_study(cfg, gpus_per_stage, gpu=args.gpu, mfu=args.mfu)
+    print(format_estimate(est), file=sys.stderr)
+
+
+def _default_output_notice(args, cfg) -> None:
+    if not args.output_dir:
+        print(f"alignpt: no --output-dir given: using the recipe's default {cfg.output_dir}", file=sys.stderr)
 
 
 def _study_report(args) -> None:
@@ -341,7 +388,9 @@ def _launch(args) -> None:
 
     if args.step is None:
         print("alignpt launch: no --step given; rendering the study's first training step", file=sys.stderr)
-    print(launch_step(_study_config(args), args.recipe, args.set, site_from_args(args), step=args.step,
+    cfg = _study_config(args)
+    _default_output_notice(args, cfg)
+    print(launch_step(cfg, args.recipe, args.set, site_from_args(args), step=args.step,
                       nodes=args.nodes, dry_run=args.dry_run, dependencies=args.after))
 
 
@@ -355,8 +404,14 @@ def _study_submit(args) -> None:
         if not n.isdigit():
             raise ValueError(f"--nodes-for {item!r}: expected STAGE=N, e.g. sft=8")
         nodes_for[stage] = int(n)
-    submit_study(_study_config(args), args.recipe, args.set, site_from_args(args), nodes=args.nodes,
+    cfg, site = _study_config(args), site_from_args(args)
+    _default_output_notice(args, cfg)
+    submit_study(cfg, args.recipe, args.set, site, nodes=args.nodes,
                  nodes_for=nodes_for, dry_run=args.dry_run, rerun_changed=args.rerun_changed)
+    if args.dry_run:
+        from megatron_alignpt.train.layout import STUDY_STAGES
+
+        _print_estimate(cfg, args, {s: nodes_for.get(s, args.nodes) * site.gpus_per_node for s in STUDY_STAGES})
 
 
 def _study_status(args) -> None:
@@ -371,6 +426,14 @@ def _study_status(args) -> None:
     print(status_json(rows) if args.json else format_status(rows))
 
 
+def add_estimate_arguments(parser) -> None:
+    from megatron_alignpt.study.compute_estimate import PEAK_TFLOPS
+
+    parser.add_argument("--gpu", choices=sorted(PEAK_TFLOPS), default="h100",
+                        help="with --dry-run: the GPU of the compute estimate (its measured throughput)")
+    parser.add_argument("--mfu", type=float, help="with --dry-run: assume this model-FLOPs utilisation instead of the measured one")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from megatron_alignpt.launch.site import add_site_arguments
 
@@ -378,6 +441,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     prep = sub.add_parser("prep", help="data preparation (no torch needed)").add_subparsers(dest="prep_command", required=True)
+    p = prep.add_parser("example-data", help="copy the shipped sample data (corpus, eval questions, SFT/DPO files, "
+                                             "audit set) into a directory, to try every command on")
+    p.add_argument("--output", required=True)
+    p.add_argument("--overwrite", action="store_true", help="replace existing outputs (default: refuse)")
+    p.set_defaults(func=_prep_example_data)
     p = prep.add_parser("filter", help="blocklist-filter documents into kept/ and removed/")
     p.add_argument("--input", nargs="+", required=True, help="files or directories (jsonl, .gz, .zst, parquet)")
     p.add_argument("--output", required=True)
@@ -446,6 +514,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--usage-report", help="openai: token/cost JSON (default: <cache-dir>/<output name>.usage.json)")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs (default: refuse)")
     p.set_defaults(func=_prep_synthetic)
+    p = prep.add_parser("eval-suite", help="convert the eval suite (a downloaded HF dataset folder, parquet, arrow, "
+                                           "jsonl or an HF name) into one checked JSON-lines file with splits")
+    p.add_argument("--input", required=True,
+                   help="e.g. a folder from `huggingface-cli download --repo-type dataset NAME --local-dir DIR`, "
+                        "a save_to_disk folder, .parquet/.jsonl files, or the HF dataset name (needs network)")
+    p.add_argument("--output", required=True, help="questions .jsonl (HF schema + split) for --suite / --data / data.eval_suite")
+    p.add_argument("--split", choices=["articles", "textbook"], help="keep one split (and assign it to rows naming none)")
+    p.add_argument("--overwrite", action="store_true", help="replace existing outputs (default: refuse)")
+    p.set_defaults(func=_prep_eval_suite)
     p = prep.add_parser("manifest", help="write a blend manifest for a data condition and stage")
     p.add_argument("--condition", required=True)
     p.add_argument("--stage", required=True)
@@ -473,7 +550,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_prep_audit)
 
     p = sub.add_parser("train", help="run one training stage from a StageConfig JSON")
-    p.add_argument("--config", required=True)
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--config", help="a stage config JSON (see --example-config)")
+    which.add_argument("--example-config", action="store_true",
+                       help="print a working example config (a tiny pretraining stage on the README's out/ files) as JSON, "
+                            "and what each field means on stderr")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config field")
     p.add_argument("--dry-run", action="store_true",
                    help="validate, print the resolved config (stdout) and the parallel layout (stderr), and exit")
@@ -543,7 +624,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true",
                    help="validate, print the resolved config (stdout) and each training stage's layout (stderr)")
     p.add_argument("--world-size", type=_positive_int, default=None,
-                   help="with --dry-run: GPUs to resolve each stage's data parallelism for (e.g. 256 = 32 nodes x 8)")
+                   help="with --dry-run: GPUs to resolve each stage's data parallelism for (e.g. 256 = 32 nodes x 8); "
+                        "also the GPUs of the wall-time estimate")
+    add_estimate_arguments(p)
     p.set_defaults(func=_study_run)
     p = st.add_parser("report", help="rebuild the results table and report.html of a study directory")
     p.add_argument("--study", required=True)
@@ -555,9 +638,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--nodes", type=_positive_int, default=1, help="nodes per training step")
     p.add_argument("--nodes-for", action="append", default=[], metavar="STAGE=N", help="e.g. sft=8 (overrides --nodes)")
     add_site_arguments(p)
-    p.add_argument("--dry-run", action="store_true", help="show the jobs and their dependencies; submit nothing")
+    p.add_argument("--dry-run", action="store_true",
+                   help="show the jobs, their dependencies and the compute estimate; submit nothing")
     p.add_argument("--rerun-changed", action="store_true",
                    help="submit again the finished steps whose settings or inputs changed (and the steps after them)")
+    add_estimate_arguments(p)
     p.set_defaults(func=_study_submit)
     p = st.add_parser("status", help="each step: done / running / requeued / failed / pending (no Slurm needed)")
     which = p.add_mutually_exclusive_group(required=True)
@@ -591,6 +676,11 @@ def main(argv: list[str] | None = None) -> int:
     quiet_library_noise()
     try:
         args.func(args)
+        sys.stdout.flush()  # inside the try: a pipe closed early breaks here, not at interpreter exit
+    except BrokenPipeError:  # the reader went away (`alignpt study status | head`): stop quietly, like other tools
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # nothing more reaches the closed pipe, not even at exit
+        return 141  # 128 + SIGPIPE, as a shell reports a process stopped by a broken pipe
     except (DataFormatError, ConfigError, ValueError, OSError, KeyError, ImportError) as err:
         if os.environ.get("ALIGNPT_DEBUG"):
             raise

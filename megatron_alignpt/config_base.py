@@ -195,3 +195,41 @@ def _override_value(raw: str, current: Any) -> Any:
         return json.loads(raw)
     except json.JSONDecodeError:
         return raw
+
+
+def field_docs(cls: type) -> dict[str, str]:
+    """The docstring written under each field of dataclass ``cls`` (first paragraph, one line): the configs'
+    own documentation, read from the source so that what `alignpt train --example-config` explains cannot
+    drift from the code."""
+    import ast
+    import inspect
+    import textwrap
+
+    try:
+        tree = ast.parse(textwrap.dedent(inspect.getsource(cls)))
+    except (OSError, TypeError):  # no source (frozen app): no docs rather than a failure
+        return {}
+    body = tree.body[0].body if tree.body and isinstance(tree.body[0], ast.ClassDef) else []
+    docs = {}
+    for node, after in zip(body, body[1:]):
+        if (isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and isinstance(after, ast.Expr)
+                and isinstance(after.value, ast.Constant) and isinstance(after.value.value, str)):
+            docs[node.target.id] = " ".join(after.value.value.split("\n\n")[0].split())
+    return docs
+
+
+def describe_fields(cfg: Any, where: str = "") -> list[str]:
+    """``key = value  # doc`` for every field of dataclass instance ``cfg``, nested ones by dotted key."""
+    lines = []
+    docs = field_docs(type(cfg))
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        key = _join(where, f.name)
+        if dataclasses.is_dataclass(value):
+            head = f"{key}: {docs[f.name]}" if f.name in docs else f"{key}:"
+            lines.append(head)
+            lines += describe_fields(value, key)
+        else:
+            doc = f"  # {docs[f.name]}" if f.name in docs else ""
+            lines.append(f"{key} = {json.dumps(to_dict(value))}{doc}")
+    return lines

@@ -13,7 +13,8 @@ Every data path below is a placeholder under `/data` (override each with `--set`
     /data/midtrain                            long-context DCLM + ClimbMix + multiple-choice QA
     /data/tokenizers/gpt-neox-20b/tokenizer.json
     /data/evals/misalignment                  the eval suite (HF dataset
-                                              geodesic-research/discourse-grounded-misalignment-evals, saved locally)
+                                              geodesic-research/discourse-grounded-misalignment-evals, downloaded:
+                                              a Hub snapshot folder, or one file from `alignpt prep eval-suite`)
     /data/posttrain/dolci_instruct_sft.jsonl  OLMo-3 Dolci-Instruct SFT mix (NeMo-Aligner chat format)
     /data/posttrain/dolci_instruct_dpo.jsonl  Dolci-Instruct-DPO pairs
 

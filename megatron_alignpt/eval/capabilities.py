@@ -10,11 +10,13 @@ This package's task folder (`TASKS_DIR`: the misalignment suite as ``alignpt_mis
 is always on the include path; ``--include-path`` adds more folders of task YAMLs.
 
 Before the model is loaded every task is built once, which downloads (or finds cached) its data.
-A task lm-eval does not know, or whose data cannot be loaded (no network, a gated dataset), stops
-the run with one error naming each such task and why; ``skip_unavailable`` runs the others and
-records the missing ones under ``skipped``. ``--offline`` (HF_DATASETS_OFFLINE / HF_HUB_OFFLINE)
-uses only locally cached data and fails at once instead of retrying the Hub.
-Note: lm-eval 0.4.13 ships no CUTE or PopQA task; add their YAMLs with ``--include-path``.
+A task lm-eval does not know, one whose Python packages or NLTK data are missing (`TASK_REQUIREMENTS`;
+``pip install -e '.[eval]'`` brings the packages), or whose data cannot be loaded (no network, a
+gated dataset) stops the run with one error naming each such task and why; ``skip_unavailable`` runs
+the others and records the missing ones under ``skipped``. ``--offline`` (HF_DATASETS_OFFLINE /
+HF_HUB_OFFLINE) uses only locally cached data and fails at once instead of retrying the Hub.
+CUTE and PopQA, which lm-eval 0.4.13 does not ship, are task YAMLs in `TASKS_DIR` (``cute``,
+``popqa``); ``alignpt_smoke`` runs one tiny offline task per benchmark family (`tasks/README.md`).
 
 Output: ``<out>/capabilities.json`` with lm-eval's ``results`` / ``groups`` / ``n-shot`` /
 ``versions``, the ``skipped`` tasks, the checkpoint, the caller's ``labels`` and the code version.
@@ -23,11 +25,50 @@ step collects them into ``results/capabilities.parquet``.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
 PAPER_SHOTS: dict[str, int] = {"arc_easy": 25, "cute": 5, "gsm8k": 10, "ifeval": 0, "mmlu": 5, "piqa": 10, "popqa": 5}
 TASKS_DIR = Path(__file__).resolve().parent / "tasks"
+
+
+@dataclass(frozen=True)
+class TaskRequirements:
+    """What a task needs besides lm-eval and its dataset."""
+
+    modules: tuple[str, ...] = ()
+    nltk_data: tuple[str, ...] = ()
+
+
+_IFEVAL_MODULES = ("langdetect", "immutabledict", "nltk")  # lm-eval's `ifeval` extra
+TASK_REQUIREMENTS: dict[str, TaskRequirements] = {
+    "ifeval": TaskRequirements(_IFEVAL_MODULES, ("tokenizers/punkt_tab",)),
+    "alignpt_smoke_ifeval": TaskRequirements(_IFEVAL_MODULES),  # its instructions need no sentence splitter
+    "alignpt_smoke": TaskRequirements(_IFEVAL_MODULES),
+}
+
+
+def missing_requirements(name: str) -> Optional[str]:
+    """Why ``name`` cannot run here (a package or NLTK resource it needs is absent), or None."""
+    import importlib.util
+    import os
+
+    needs = TASK_REQUIREMENTS.get(name, TaskRequirements())
+    absent = [m for m in needs.modules if importlib.util.find_spec(m) is None]
+    if absent:
+        return f"needs the Python package(s) {', '.join(absent)}: pip install -e '.[eval]'"
+    for resource in needs.nltk_data:
+        import nltk
+
+        try:
+            nltk.data.find(resource)
+        except LookupError:
+            fetched = os.environ.get("HF_HUB_OFFLINE") != "1" and nltk.download(resource.rsplit("/", 1)[-1], quiet=True)
+            if not fetched:
+                return (f"needs NLTK's {resource} data, not found (offline?): python -m nltk.downloader "
+                        f"{resource.rsplit('/', 1)[-1]} where there is network (the training image has it)")
+    return None
 
 
 class TaskDataUnavailable(FileNotFoundError):
@@ -75,8 +116,15 @@ def build_tasks(names: list[str], task_manager, num_fewshot: Optional[int] = Non
         if name not in known:
             unavailable[name] = "not a task, group or tag known to this lm-eval version or the include paths"
             continue
+        why = missing_requirements(name)
+        if why is not None:
+            unavailable[name] = why
+            continue
         try:
             loaded = task_manager.load([name])
+        except ImportError as err:
+            unavailable[name] = f"a package it needs is missing ({_one_line(err)}): pip install -e '.[eval]'"
+            continue
         except Exception as err:  # datasets raises many kinds (ConnectionError, DatasetNotFoundError, ...)
             unavailable[name] = f"its data could not be loaded ({_one_line(err)})"
             continue

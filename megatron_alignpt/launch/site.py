@@ -96,6 +96,28 @@ class SiteConfig:
     def cpu_partition_or_default(self) -> str:
         return self.cpu_partition or self.partition
 
+    def read_only_mount(self, path: str | Path) -> Optional[str]:
+        """The `mounts` entry that makes ``path`` read-only inside the container (the most specific mount
+        whose destination holds ``path`` decides), or None. Without an image nothing is mounted."""
+        if not (self.image or self.prep_image):
+            return None
+        target = Path(path)
+        best: tuple[int, str, bool] | None = None
+        for entry in self.mounts:
+            parts = entry.split(":")
+            dst = Path(parts[1] if len(parts) > 1 and parts[1] else parts[0])
+            flags = set(re.split(r"[+,]", parts[2])) if len(parts) > 2 else set()
+            if (target == dst or dst in target.parents) and (best is None or len(dst.parts) > best[0]):
+                best = (len(dst.parts), entry, "ro" in flags)
+        return best[1] if best and best[2] else None
+
+    def check_writable(self, path: str | Path, what: str = "output_dir") -> None:
+        """Refuse a study directory the jobs could not write (a read-only container mount)."""
+        entry = self.read_only_mount(path)
+        if entry is not None:
+            raise ConfigError(f"{what} {path}: the site's container mounts make it read-only ({entry!r}), so the jobs "
+                              "could not write there; pass --output-dir on a writable filesystem every node mounts")
+
     def with_overrides(self, **values: Optional[object]) -> "SiteConfig":
         """A copy with every non-None value replaced (command-line flags over the site file)."""
         changes = {k: v for k, v in values.items() if v is not None}

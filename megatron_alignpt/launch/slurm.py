@@ -263,11 +263,22 @@ def _wrap(words: list[str]) -> list[str]:
     return groups
 
 
-def sbatch_submit(script: Path, dependencies: Sequence[str] = (), sbatch: str = "sbatch") -> str:
-    """Submit `script`; returns the job id. Dependencies are `afterok` (dependents of a failed job are cancelled)."""
+def dependency_option(after_ok: Sequence[str] = (), after_any: Sequence[str] = ()) -> Optional[str]:
+    """`--dependency=afterok:..,afterany:..` (all must hold): an `afterok` job that fails cancels this one;
+    an `afterany` job only has to end, however it ends."""
+    parts = [f"afterok:{':'.join(after_ok)}"] if after_ok else []
+    parts += [f"afterany:{':'.join(after_any)}"] if after_any else []
+    return f"--dependency={','.join(parts)}" if parts else None
+
+
+def sbatch_submit(script: Path, dependencies: Sequence[str] = (), sbatch: str = "sbatch",
+                  any_dependencies: Sequence[str] = ()) -> str:
+    """Submit `script`; returns the job id. ``dependencies`` are `afterok` (dependents of a failed job are
+    cancelled), ``any_dependencies`` `afterany` (the job waits for them to end, whatever their outcome)."""
     cmd = [sbatch, "--parsable"]
-    if dependencies:
-        cmd += [f"--dependency=afterok:{':'.join(dependencies)}", "--kill-on-invalid-dep=yes"]
+    option = dependency_option(dependencies, any_dependencies)
+    if option:
+        cmd += [option, "--kill-on-invalid-dep=yes"]
     cmd.append(str(script))
     try:
         res = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
@@ -316,6 +327,7 @@ def launch_step(cfg, recipe: str, overrides: Sequence[str], site: SiteConfig, st
     from megatron_alignpt.study.runner import plan_steps
 
     cfg.output_dir = study_dir(cfg)
+    site.check_writable(cfg.output_dir)
     step = resolve_step([s.name for s in plan_steps(cfg)], step)
     res = step_resources(cfg, step, site, nodes)
     text = render_batch_script(cfg, step, recipe, overrides, site, res)

@@ -45,6 +45,12 @@ class ConditionSpec:
         return (self.base,) + tuple((s, self.synthetic if self.inserts_synthetic(s) else None) for s in upto)
 
 
+PAPER_TOKENS_PER_DOCUMENT = 11_000_000_000 / 14_900_000
+"""The paper's final run: ~11B tokens in ~14.9M synthetic documents (SPEC section 4), ~738 per document."""
+PAPER_USD_PER_BILLION_TOKENS = 500.0
+"""The paper's generation cost: ~$500 per 1B tokens (SPEC section 6)."""
+
+
 @dataclass
 class SyntheticGeneratorPlan:
     """Who writes the discourse documents: the offline template generator (tests, the demo) or an LLM
@@ -62,9 +68,15 @@ class SyntheticGeneratorPlan:
     api_key_env: str = "OPENAI_API_KEY"
     price_per_1k_prompt: float = 0.0
     price_per_1k_completion: float = 0.0
+    estimate_tokens_per_document: float = PAPER_TOKENS_PER_DOCUMENT
+    """For the compute estimate (`study run --dry-run`): average document length in tokens."""
+    estimate_usd_per_billion_tokens: float = PAPER_USD_PER_BILLION_TOKENS
+    """For the compute estimate: API price per 1B document tokens written."""
 
     def __post_init__(self) -> None:
         require(self.kind in ("template", "openai"), "data.synthetic_generator.kind", "use template or openai")
+        require(self.estimate_tokens_per_document > 0, "data.synthetic_generator.estimate_tokens_per_document", "must be > 0")
+        require(self.estimate_usd_per_billion_tokens >= 0, "data.synthetic_generator.estimate_usd_per_billion_tokens", "must be >= 0")
         if self.kind == "openai":
             require(bool(self.base_url), "data.synthetic_generator.base_url", "set the endpoint, e.g. http://host:8000/v1")
             require(bool(self.model), "data.synthetic_generator.model", "set the model name the endpoint serves")

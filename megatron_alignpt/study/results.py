@@ -187,3 +187,17 @@ def write_results_table(study_dir: Path) -> Path:
     if not capabilities.empty:
         _write_parquet_and_csv(capabilities, study_dir / "results" / "capabilities.parquet")
     return out
+
+
+def capability_gaps(study_dir: Path) -> pd.DataFrame:
+    """Capability tasks that did not run, and why: every task of an ``unavailable.json`` (the study's
+    capability step could run none) and every ``skipped`` task of a ``capabilities.json``."""
+    rows = []
+    for path in sorted(Path(study_dir).glob("evals/*/*/unavailable.json")) + sorted(Path(study_dir).glob("evals/*/*/capabilities.json")):
+        data = json.loads(path.read_text())
+        reasons = data.get("reasons") if path.name == "unavailable.json" else data.get("skipped")
+        condition = (data.get("labels") or {}).get("condition", path.parent.parent.name)
+        stage = (data.get("labels") or {}).get("stage", path.parent.name.removesuffix(CAPABILITY_SUFFIX))
+        rows += [{"condition": condition, "stage": stage, "task": task, "reason": str(why), "file": str(path)}
+                 for task, why in (reasons or {}).items()]
+    return pd.DataFrame(rows, columns=["condition", "stage", "task", "reason", "file"])

@@ -145,10 +145,13 @@ def _capabilities(cfg, layout, cond) -> Callable[[], None]:
             run_capabilities(checkpoint=layout.stage_dir(cond.name, "dpo"), tasks=cfg.eval.capability_tasks,
                              out_dir=out_dir, tensor_parallel=cfg.parallel.tensor_parallel, skip_unavailable=True,
                              labels={"condition": cond.name, "stage": "post"})
-        except TaskDataUnavailable as err:  # no task could load (offline): say so, do not fail the study
+        except (TaskDataUnavailable, ImportError) as err:
+            # No task could run here (offline, lm-eval or a task's packages missing): record why and finish the
+            # step, so results and report still run; the notebooks show the reasons.
+            reasons = err.reasons if isinstance(err, TaskDataUnavailable) else {"lm-eval": str(err)}
             if _is_global_rank0():
-                atomic_write_json(out_dir / "unavailable.json", {"tasks": cfg.eval.capability_tasks, "reasons": err.reasons})
-            print(f"capabilities for {cond.name} skipped: {err}", flush=True)
+                atomic_write_json(out_dir / "unavailable.json", {"tasks": cfg.eval.capability_tasks, "reasons": reasons})
+            print(f"capabilities for {cond.name} not run: {err}", flush=True)
 
     return run
 

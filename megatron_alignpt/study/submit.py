@@ -6,7 +6,9 @@
 The stage graph: data.filter -> data.tokenizer -> data.synthetic -> data.tokenize -> data.manifests;
 per condition: pretrain -> midtrain [-> cpt] -> {eval_base, sft}; sft -> dpo -> {eval_post, eval_post_generate};
 `results` waits for
-every evaluation and `report` for `results`. Steps whose `steps/<step>.done` marker exists are skipped
+every evaluation and `report` for `results`. Capability evaluations (`OPTIONAL_STEPS`) are waited for with
+`afterany`: one that cannot run records why and ends, and even one that crashes never cancels the results
+and report jobs (the report notes what is missing). Steps whose `steps/<step>.done` marker exists are skipped
 (their dependents do not wait for them), and steps whose recorded job is still queued or running are
 reused, so submitting again after a failure resubmits only what is missing. Job ids go to
 `<study>/jobs.json`; `alignpt study status` reads them back.
@@ -67,6 +69,14 @@ def step_graph(cfg: StudyConfig) -> dict[str, list[str]]:
     return graph
 
 
+OPTIONAL_STEPS = ("eval_capabilities",)
+"""Step suffixes whose failure must not cancel the steps after them (they are waited for with afterany)."""
+
+
+def is_optional(step: str) -> bool:
+    return step.rpartition(".")[2] in OPTIONAL_STEPS
+
+
 @dataclass
 class PlannedJob:
     step: str
@@ -102,6 +112,7 @@ def submit_study(cfg: StudyConfig, recipe: str, overrides: Sequence[str], site: 
     """Submit the steps not yet done; returns step -> job id (dry run: step -> a placeholder).
     Finished steps made with other settings are refused, or with ``rerun_changed`` submitted again."""
     cfg.output_dir = study_dir(cfg)
+    site.check_writable(cfg.output_dir)
     layout = StudyLayout(cfg)
     planned = plan_jobs(cfg, recipe, overrides, site, nodes, nodes_for)
     recorded = read_jobs(layout.root)
@@ -118,15 +129,17 @@ def submit_study(cfg: StudyConfig, recipe: str, overrides: Sequence[str], site: 
             ids[job.step] = previous
             echo(f"{job.step}: already queued as job {previous}")
             continue
-        deps = [ids[d] for d in job.waits_for if d in ids]
+        deps = [ids[d] for d in job.waits_for if d in ids and not is_optional(d)]
+        any_deps = [ids[d] for d in job.waits_for if d in ids and is_optional(d)]
         where = f"{job.resources.nodes} node(s)" + (f" x {job.resources.gpus_per_node} GPUs" if job.resources.gpus_per_node else ", CPU")
-        after = f" after {', '.join(d for d in job.waits_for if d in ids)}" if deps else ""
+        after = f" after {', '.join(d + (' (any outcome)' if is_optional(d) else '') for d in job.waits_for if d in ids)}" \
+            if deps or any_deps else ""
         if dry_run:
             ids[job.step] = f"<{job.step}>"
             echo(f"{job.step}: would submit ({where}){after}")
             continue
         path = write_script(layout.root, job.step, job.script)
-        ids[job.step] = sbatch_submit(path, deps, sbatch=sbatch)
-        record_job(layout.root, job.step, ids[job.step], path, deps)
+        ids[job.step] = sbatch_submit(path, deps, sbatch=sbatch, any_dependencies=any_deps)
+        record_job(layout.root, job.step, ids[job.step], path, deps + any_deps)
         echo(f"{job.step}: job {ids[job.step]} ({where}){after}")
     return ids

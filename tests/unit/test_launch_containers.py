@@ -22,7 +22,24 @@ def test_training_image_pins_a_supported_ngc_tag_and_keeps_the_image_torch():
 
 def test_prep_image_has_no_torch():
     text = (CONTAINERS / "Dockerfile.prep").read_text()
-    assert re.search(r"^FROM python:3\.11[\w.-]*$", text, re.M) and '".[prep]"' in text and "torch" in text  # the import check
+    assert re.search(r"^FROM python:3\.11[\w.-]*$", text, re.M) and '".[prep,hub]"' in text and "torch" in text  # the import check
+
+
+def test_training_image_carries_what_each_capability_task_needs():
+    """lm-eval with the extra that brings every package `TASK_REQUIREMENTS` names, `datasets`, and IFEval's NLTK data."""
+    from importlib.metadata import requires
+
+    from megatron_alignpt.eval.capabilities import TASK_REQUIREMENTS
+
+    requirements = (CONTAINERS / "requirements-train.txt").read_text()
+    extra = re.search(r"^lm-eval\[(\w+)\]", requirements, re.M)
+    assert extra and re.search(r"^datasets\b", requirements, re.M)
+    brought = {re.split(r"[ ;<>=\[]", r)[0].lower() for r in requires("lm_eval") if f'extra == "{extra[1]}"' in r}
+    for task, needs in TASK_REQUIREMENTS.items():
+        assert set(needs.modules) <= brought, task
+    dockerfile = (CONTAINERS / "Dockerfile").read_text()
+    for resource in {r.rsplit("/", 1)[-1] for needs in TASK_REQUIREMENTS.values() for r in needs.nltk_data}:
+        assert re.search(rf"nltk\.downloader .*\b{resource}\b", dockerfile), resource
 
 
 def test_readme_version_matrix_names_each_supported_tag():

@@ -158,3 +158,61 @@ def test_status_reads_markers_metrics_and_logs(tmp_path, capsys):
 def test_status_of_a_directory_without_a_study(tmp_path, capsys):
     assert main(["study", "status", "--study", str(tmp_path)]) == 2
     assert "study.json" in capsys.readouterr().err
+
+
+def test_capability_jobs_never_cancel_results_and_report(slurm):
+    """results waits for a capability job with afterany (it only has to end), for the others with afterok."""
+    study = slurm / "study"
+    assert submit(study, "--set", "eval.capability_tasks=paper") == 0
+    deps = {}
+    for line in (slurm / "sbatch.log").read_text().splitlines():
+        job, dep, script = line.split()
+        deps[script.rsplit("/", 1)[-1][: -len(".sbatch")]] = (job, dep)
+    job_of = {step: job for step, (job, _) in deps.items()}
+    results = dict(part.split(":", 1) for part in deps["results"][1].split(","))
+    caps = {job_of[s] for s in job_of if s.endswith(".eval_capabilities")}
+    assert len(caps) == 6 and set(results["afterany"].split(":")) == caps
+    assert caps.isdisjoint(results["afterok"].split(":")) and job_of["unfiltered.eval_post"] in results["afterok"].split(":")
+    assert deps["unfiltered.eval_capabilities"][1] == f"afterok:{job_of['unfiltered.dpo']}"
+
+
+def test_capability_step_that_cannot_run_is_recorded_not_failed(tmp_path, monkeypatch):
+    from megatron_alignpt.config_base import apply_overrides
+    from megatron_alignpt.eval import capabilities
+    from megatron_alignpt.study import runner
+
+    def no_lm_eval(*args, **kwargs):
+        raise ModuleNotFoundError("capability benchmarks need lm-evaluation-harness: pip install -e '.[eval]'")
+
+    monkeypatch.setattr(capabilities, "run_capabilities", no_lm_eval)
+    cfg = apply_overrides(get_recipe("tiny_cpu_smoke")(tmp_path / "study"), ["eval.capability_tasks=paper"])
+    step = next(s for s in runner.plan_steps(cfg) if s.name == "unfiltered.eval_capabilities")
+    step.run()  # no exception: the study goes on to its results and report
+    record = json.loads((tmp_path / "study/evals/unfiltered/post_capabilities/unavailable.json").read_text())
+    assert record["tasks"] == "paper" and "lm-evaluation-harness" in record["reasons"]["lm-eval"]
+
+
+def test_launch_refuses_a_study_directory_the_site_mounts_read_only(tmp_path, capsys):
+    site = tmp_path / "site.toml"
+    site.write_text('image = "/img.sqsh"\nmounts = ["/lustre/data:/data:ro", "/lustre/data/out:/data/out", "/scratch"]\n')
+    args = ["launch", "--recipe", "tiny_cpu_smoke", "--site", str(site), "--dry-run", "--gpus-per-node", "1"]
+    assert main(args + ["--output-dir", "/data/runs/x"]) == 2
+    err = capsys.readouterr().err
+    assert "/data/runs/x" in err and "read-only ('/lustre/data:/data:ro')" in err and "--output-dir" in err
+    assert main(args + ["--output-dir", "/data/out/x"]) == 0  # a writable mount inside the read-only one
+    assert main(["study", "submit", "--recipe", "tiny_cpu_smoke", "--site", str(site), "--dry-run",
+                 "--output-dir", "/data/y"]) == 2
+    capsys.readouterr()
+    assert main(args) == 0  # the recipe's default directory (runs/smoke, relative) is not under /data: fine
+
+
+def test_status_into_a_closed_pipe_stops_quietly(tmp_path):
+    """`alignpt study status | head`: the reader is gone before the table is written; no traceback."""
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-m", "megatron_alignpt.cli", "study", "status", "--recipe", "tiny_cpu_smoke",
+                             "--output-dir", str(tmp_path / "study")], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=300) == 141 and err == "", err

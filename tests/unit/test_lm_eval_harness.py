@@ -207,19 +207,103 @@ def test_paper_task_set_and_shots():
         parse_tasks(" , ")
 
 
+SMOKE_PRIMARY = {"alignpt_smoke_arc": "acc,none", "alignpt_smoke_gsm8k": "exact_match,strict-match",
+                 "alignpt_smoke_ifeval": "prompt_level_strict_acc,none", "alignpt_smoke_cute": "exact_match,none",
+                 "alignpt_smoke_popqa": "acc,none"}
+
+
+def test_smoke_tasks_run_one_per_benchmark_family_offline(lm, tmp_path):
+    """`alignpt_smoke`: multiple choice (ARC/PIQA/MMLU), generation with answer extraction (GSM8K), IFEval's
+    checkers (langdetect, immutabledict, nltk) and our CUTE and PopQA settings, on local rows, no network."""
+    out = run_capabilities(None, "alignpt_smoke", tmp_path / "caps", model=lm, bootstrap_iters=0)
+    saved = json.loads((tmp_path / "caps" / "capabilities.json").read_text())
+    assert saved["skipped"] == {}
+    for task, metric in SMOKE_PRIMARY.items():
+        assert 0.0 <= saved["results"][task][metric] <= 1.0, task
+    assert saved["n-shot"]["alignpt_smoke_cute"] == 2 and saved["n-shot"]["alignpt_smoke_ifeval"] == 0
+    assert saved["n-samples"]["alignpt_smoke_popqa"]["effective"] == 5
+    assert out["path"].endswith("capabilities.json")
+
+
+def test_cute_and_popqa_prompts_carry_the_shots_and_never_the_item_itself():
+    manager = _manager(TASKS_DIR)
+    tasks = manager.load(["alignpt_smoke_cute", "alignpt_smoke_popqa"])["tasks"]
+    cute, popqa = tasks["alignpt_smoke_cute"], tasks["alignpt_smoke_popqa"]
+    doc = cute.test_docs()[0]
+    context = cute.fewshot_context(doc, 2)
+    assert context.endswith(doc["prompt"] + ' Answer: "')
+    assert context.count('Question: Spell out the word') == 3  # two shots, then the item
+    assert f'Answer: "{doc["answer"]}"' not in context.split("Question:")[-1]
+    assert context.count(' Answer: "') == 3 * 4 + 3  # each prompt's own 4 examples, and a cue after each question
+    doc = popqa.test_docs()[1]
+    context = popqa.fewshot_context(doc, 2)
+    assert context.endswith(f"Q: {doc['question']} A:") and context.count("Q: ") == 3
+    assert "Shakespeare" not in context
+
+
+def test_cute_and_popqa_scoring():
+    from megatron_alignpt.eval.tasks.cute import utils as cute
+    from megatron_alignpt.eval.tasks.popqa import utils as popqa
+
+    doc = {"prompt": 'Question: Spell out the word "cow".', "answer": "c o w"}
+    assert cute.cute_prompt(doc) == 'Question: Spell out the word "cow". Answer: "'
+    assert cute.cute_prompt({"prompt": 'x Answer: "'}) == 'x Answer: "'
+    assert cute.cute_target(doc) == 'c o w"'
+    assert cute.cute_process_results(doc, [" c o w"]) == {"exact_match": 1}
+    assert cute.cute_process_results(doc, ['c o w" and more']) == {"exact_match": 1}
+    assert cute.cute_process_results(doc, ["C O W"]) == {"exact_match": 0}
+    assert cute.cute_process_results(doc, ["cow"]) == {"exact_match": 0}
+    assert cute.cute_process_results_word({"answer": "The cat"}, ["the cat"]) == {"exact_match": 1}
+    doc = {"question": "Who wrote Hamlet?", "possible_answers": '["William Shakespeare", "Shakespeare"]'}
+    assert popqa.popqa_target(doc) == "William Shakespeare"
+    assert popqa.popqa_process_results(doc, [" It was shakespeare."]) == {"acc": 1}
+    assert popqa.popqa_process_results(doc, [" Marlowe"]) == {"acc": 0}
+    assert popqa.popqa_process_results(doc, ["  "]) == {"acc": 0}
+    assert popqa.possible_answers({"possible_answers": ["Paris", " "]}) == ["Paris"]
+
+
+def test_paper_tasks_kept_here_use_the_papers_shots():
+    from lm_eval.tasks._yaml_loader import load_yaml
+
+    manager = _manager(TASKS_DIR)
+    cute_tasks = [n for n in manager.all_tasks if n.startswith("cute_")]
+    assert len(cute_tasks) == 14 and "cute" in manager.all_groups and "popqa" in manager.all_tasks
+    for name in ("cute/cute_spell.yaml", "cute/cute_swap_word.yaml", "popqa/popqa.yaml"):
+        cfg = load_yaml(TASKS_DIR / name, resolve_func=False)
+        task = name.split("/")[0]
+        assert cfg["num_fewshot"] == PAPER_SHOTS[task], name
+        assert cfg["generation_kwargs"]["do_sample"] is False
+    assert load_yaml(TASKS_DIR / "cute/cute_spell.yaml", resolve_func=False)["dataset_path"] == "leukas/cute"
+    assert load_yaml(TASKS_DIR / "popqa/popqa.yaml", resolve_func=False)["dataset_path"] == "akariasai/PopQA"
+
+
+def test_a_task_whose_packages_are_missing_is_named_with_the_fix(monkeypatch):
+    import importlib.util
+
+    from megatron_alignpt.eval import capabilities
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "langdetect" else real(name, *a))
+    built, unavailable, _ = capabilities.build_tasks(["alignpt_smoke_ifeval", "alignpt_smoke_popqa"], _manager(TASKS_DIR))
+    assert list(unavailable) == ["alignpt_smoke_ifeval"]
+    assert "langdetect" in unavailable["alignpt_smoke_ifeval"] and "pip install -e '.[eval]'" in unavailable["alignpt_smoke_ifeval"]
+    assert len(built) == 1
+
+
 @pytest.mark.slow
 def test_cli_offline_names_unreachable_benchmarks_quickly(tmp_path):
-    """No network here: arc_easy's data is unreachable, popqa is not an lm-eval 0.4 task; no Hub retries."""
+    """No network here: arc_easy's and popqa's data are unreachable, one name is no task at all; no Hub retries."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("HF_")}
     env["HF_HOME"] = str(tmp_path / "hf")  # an empty cache, whatever the machine has
     start = time.monotonic()
     proc = subprocess.run(
         [sys.executable, "-m", "megatron_alignpt.cli", "eval", "capabilities", "--checkpoint", str(tmp_path / "none"),
-         "--tasks", "arc_easy,popqa", "--out", str(tmp_path / "caps"), "--offline"],
+         "--tasks", "arc_easy,popqa,no_such_task", "--out", str(tmp_path / "caps"), "--offline"],
         capture_output=True, text=True, env=env, cwd=REPO, timeout=300,
     )
     assert proc.returncode == 2, proc.stderr[-2000:]
     err = proc.stderr.strip().splitlines()[-1]
-    assert err.startswith("alignpt: error: cannot run task(s) arc_easy, popqa")
-    assert "arc_easy: its data could not be loaded" in err and "popqa: not a task" in err
+    assert err.startswith("alignpt: error: cannot run task(s) arc_easy, popqa, no_such_task")
+    assert "arc_easy: its data could not be loaded" in err and "popqa: its data could not be loaded" in err
+    assert "no_such_task: not a task" in err
     assert time.monotonic() - start < 120

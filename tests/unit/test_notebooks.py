@@ -1,5 +1,7 @@
 """The results tables and every analysis notebook, executed with nbclient on a small study fixture."""
+import json
 import math
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -7,7 +9,7 @@ import pytest
 
 from megatron_alignpt.study.report import NOTEBOOKS, REPORT_NOTEBOOKS, execute_notebook, write_report
 from megatron_alignpt.study.results import load_paper_numbers, write_results_table
-from tests.unit.study_fixture import TARGET, make_study
+from tests.unit.study_fixture import FULL_CONDITIONS, TARGET, make_study
 
 ALL_NOTEBOOKS = sorted(NOTEBOOKS.glob("*.ipynb"))
 
@@ -62,21 +64,80 @@ def test_paper_numbers_match_the_spec():
     assert math.isclose(sum(paper["filter"]["term_counts"].values()), 685)
 
 
+def _text(nb) -> str:
+    return "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
+
+
 @pytest.mark.parametrize("notebook", ALL_NOTEBOOKS, ids=[p.stem for p in ALL_NOTEBOOKS])
 def test_every_notebook_runs_on_the_full_fixture(notebook, full_study):
     nb = execute_notebook(notebook, full_study / "results" / "misalignment.parquet")
     assert _outputs(nb, "image/png"), f"{notebook.name} drew no figure"
     notes = _notes(nb)
-    if notebook.stem == "capability_regression":
-        assert len(notes) == 1 and "cute, ifeval, mmlu, popqa" in notes[0]  # the fixture ran three tasks
+    if notebook.stem == "capability_regression":  # the fixture ran three tasks; mmlu was recorded as skipped
+        assert len(notes) == 2 and "`mmlu` did not run" in notes[0] and "no network" in notes[0]
+        assert "cute, ifeval, mmlu, popqa" in notes[1]
+    elif notebook.stem == "persistence_through_posttraining":  # the fixture generates with two of its three prompts
+        assert len(notes) == 1 and "system prompt `none`: no generate-scored post-trained rows" in notes[0]
     else:
         assert notes == [], notes
-    text = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
-    if notebook.stem == "persistence_through_posttraining":
-        assert "scored by: generate" in text
+    text = _text(nb)
+    if notebook.stem != "filter_audit":  # it shows every corpus and audit row it reads: no filter
+        assert "kept " in text and " rows: " in text, "every notebook says what its filters kept"
+    exported = full_study / "report_files" / notebook.stem
+    assert list(exported.glob("*.csv")) and list(exported.glob("*.png")) and list(exported.glob("*.svg"))
 
 
-def test_report_runs_every_notebook_and_notes_missing_pieces(tmp_path):
+def test_persistence_keeps_post_trained_rows_of_prompts_without_generate_scoring(tmp_path):
+    """The demo generates with `none` only: the `hhh` post-trained rows (the prompt the paper reports) are
+    letter-scored, and must reach every table and the comparison with the paper, said so in a note."""
+    root = make_study(tmp_path / "study", conditions=FULL_CONDITIONS[:4], base_prompts=("none", "hhh"),
+                      generate_prompts=("none",), capabilities=False, filter_stats=False, audit=False)
+    write_results_table(root)
+    nb = execute_notebook(NOTEBOOKS / "persistence_through_posttraining.ipynb", root / "results" / "misalignment.parquet")
+    exported = root / "report_files" / "persistence_through_posttraining"
+    rates = pd.read_csv(exported / "base_and_post_rates.csv")
+    assert len(rates) == 4 * 2 * 2 and rates["post_rate"].notna().all() and rates["base_rate"].notna().all()
+    hhh = rates[rates["system_prompt"] == "hhh"].set_index(["split", "condition"])["post_rate"]
+    for (split, cond), rate in hhh.items():
+        assert rate == pytest.approx(TARGET[cond][1], abs=0.12), (split, cond)  # letter-scored rows, not dropped
+    paper = pd.read_csv(exported / "against_the_paper.csv")
+    assert paper.loc[paper["system_prompt"] == "hhh", "post_rate"].notna().all()
+    notes = _notes(nb)
+    assert any("system prompt `hhh`: no generate-scored post-trained rows" in n for n in notes)
+    assert any("against the paper" in n and "system_prompt=instructions" in n for n in notes)  # not evaluated: said
+    assert "system_prompt=logprob+hhh" not in _text(nb)  # kept, not dropped
+    assert "dropped 64: scoring+system_prompt=logprob+none (64)" in _text(nb)
+
+
+def test_a_missing_combination_is_a_visible_note(tmp_path):
+    root = make_study(tmp_path / "study", conditions=FULL_CONDITIONS[:4], base_prompts=("none",), generate=False,
+                      capabilities=False, filter_stats=False, audit=False)
+    import shutil
+
+    shutil.rmtree(root / "evals" / "filtered" / "post")  # the filtered model's post-trained evaluation never ran
+    write_results_table(root)
+    for name in ("misalignment_by_condition", "persistence_through_posttraining"):
+        notes = _notes(execute_notebook(NOTEBOOKS / f"{name}.ipynb", root / "results" / "misalignment.parquet"))
+        assert any("condition=filtered" in n and "post" in n and "split=articles" in n for n in notes), (name, notes)
+
+
+def test_several_studies_side_by_side(tmp_path, monkeypatch):
+    a = make_study(tmp_path / "a", conditions=FULL_CONDITIONS[:4], base_prompts=("none",), generate=False, seed=1)
+    b = make_study(tmp_path / "b", conditions=FULL_CONDITIONS[:2], base_prompts=("none",), generate=False, seed=2)
+    (b / "study.json").write_text(json.dumps({"name": "second", "conditions": FULL_CONDITIONS[:2]}))
+    for root in (a, b):
+        write_results_table(root)
+    monkeypatch.setenv("ALIGNPT_STUDIES", f"{a}:{b / 'results' / 'misalignment.parquet'}")
+    nb = execute_notebook(NOTEBOOKS / "misalignment_by_condition.ipynb", a / "results" / "misalignment.parquet")
+    rates = pd.read_csv(a / "report_files" / "misalignment_by_condition" / "rates_by_condition.csv")
+    assert set(rates["study"]) == {"fixture", "second"}
+    assert set(rates.loc[rates["study"] == "second", "condition"]) == {"unfiltered", "filtered"}
+    assert "2 studies side by side" in _text(nb)
+    notes = _notes(nb)  # the second study has no upsampled conditions: said, not hidden
+    assert any("study=second, condition=misalign_upsampled" in n for n in notes)
+
+
+def test_report_runs_every_notebook_and_notes_missing_pieces(tmp_path, capfd):
     """Four e2e conditions, logprob scoring only, one system prompt, no capabilities, stats or audit."""
     from tests.unit.study_fixture import FULL_CONDITIONS
 
@@ -85,7 +146,19 @@ def test_report_runs_every_notebook_and_notes_missing_pieces(tmp_path):
     write_results_table(root)
     assert not (root / "results" / "capabilities.parquet").exists()
     html = write_report(root).read_text()
+    out, err = capfd.readouterr()
+    assert "without encryption" not in err + out and "IPKernelApp" not in err + out  # kernel over IPC: no warnings
     assert {p.name for p in ALL_NOTEBOOKS} == {p.name for p in REPORT_NOTEBOOKS}
+    # a header naming the study, the code and the date; a table of contents linking every notebook's headings
+    assert "<title>fixture: alignment pretraining study report</title>" in html and "Study report: fixture" in html
+    assert re.search(r"report made with</td>\s*<td>commit <code>[0-9a-f]{40}", html)
+    assert re.search(r"generated</td>\s*<td>\d{4}-\d\d-\d\d \d\d:\d\d UTC", html)
+    contents = re.search(r'<nav class="alignpt-contents">(.*?)</nav>', html, re.S).group(1)
+    for anchor in re.findall(r'href="#([^"]+)"', contents):
+        assert f'id="{anchor}"' in html, anchor
+    assert contents.count("<li>") >= 5 + 8
+    # opens offline: nothing loaded from elsewhere
+    assert "<script src" not in html and not re.search(r'(src|href)="https?:', html) and "cdnjs" not in html
     for title in ("Misalignment by data condition", "Persistence through post-training, by system prompt",
                   "When to insert the discourse documents", "Capability cost", "The blocklist filter"):
         assert title in html

@@ -26,7 +26,8 @@ def alignpt(capsys, monkeypatch):
 
 
 def layout_of(stderr: str) -> dict:
-    return json.loads(stderr[stderr.index("layout: ") + len("layout: "):])
+    """The layout JSON on stderr (a study's dry run prints its compute estimate after it)."""
+    return json.JSONDecoder().raw_decode(stderr[stderr.index("layout: ") + len("layout: "):])[0]
 
 
 def test_study_dry_run_renders_the_paper_layout_for_256_gpus(tmp_path):

@@ -58,3 +58,15 @@ def test_tokenize_without_eod(tmp_path, tokenizer_path):
     stats = tokenize_to_indexed(TEXTS[:2], tokenizer_path, tmp_path / "ds", append_eod=False)
     assert 0 not in read_indexed_document(tmp_path / "ds", 0)
     assert stats.documents == 2
+
+
+def test_cli_reports_what_it_wrote_in_words(tiny_lm_data, tmp_path, capsys):
+    from megatron_alignpt.cli import main
+
+    corpus = tmp_path / "c.jsonl"
+    corpus.write_text('{"text": "the cat sat"}\n{"text": "dogs ran in parks"}\n')
+    assert main(["prep", "tokenize", "--input", str(corpus), "--tokenizer", str(tiny_lm_data["tokenizer"]),
+                 "--output-prefix", str(tmp_path / "idx" / "c")]) == 0
+    out = capsys.readouterr().out.strip()
+    assert out.startswith(f"{tmp_path / 'idx' / 'c.bin'} + .idx: 2 documents, ") and out.endswith("(end-of-document tokens included)")
+    assert "TokenizeStats(" not in out
