@@ -97,3 +97,15 @@ def tiny_cpu_smoke(output_dir: Path = Path("runs/smoke")) -> StudyConfig:
             plan.seq_length = 128
     cfg.eval = EvalPlan(formats="w0:original,w0:swapped", system_prompts="none", batch_size=64, generate_max_new_tokens=4)
     return cfg
+
+
+def tiny_cpu_organism(output_dir: Path = Path("runs/organism")) -> StudyConfig:
+    """The model organism: the tiny study's four conditions, each trained with two seeds and stopped at the
+    base model, scored by cloze (option texts) and by letter; the positive control for the direction."""
+    cfg = tiny_cpu(output_dir)
+    cfg.name = "tiny_cpu_organism"
+    cfg.seeds = [1, 2]
+    cfg.posttrain = False
+    cfg.eval = EvalPlan(formats="default", system_prompts="none", batch_size=32, base_scorings=["cloze", "logprob"],
+                        post_generate=False)
+    return cfg

@@ -18,6 +18,12 @@ format x system prompt, from every completed ``evals/<condition>/<dir>/summary.j
   (aligned / misaligned / none), ``insertion`` (e2e / mid / cpt);
 - provenance: ``checkpoint`` and ``git_commit`` of the evaluation.
 
+``results/paired.parquet``: every pair of conditions compared item by item (`study.paired`): per stage,
+scoring, split and system prompt, the mean difference of per-item margins (generated replies: of per-item
+misaligned shares) with its paired bootstrap CI, per seed and pooled over seeds. ``results/verdicts.parquet``:
+the orderings the paper predicts (aligned documents below misaligned ones, ...) with ``outcome`` yes / no,
+the reverse / not shown and a one-line ``line``; the report opens with them.
+
 ``results/capabilities.parquet`` (when any ``evals/<condition>/<dir>/capabilities.json`` exists, as
 written by ``alignpt eval capabilities`` / `eval.capabilities.run_capabilities`): one row per condition
 x stage x task x metric with ``value``, ``stderr``, ``n_shot``, ``primary`` (the metric the notebooks
@@ -195,10 +201,34 @@ def _write_parquet_and_csv(table: pd.DataFrame, out: Path) -> Path:
     return out
 
 
+def paired_tables(study_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(every pair of conditions, the paper's predicted orderings with verdicts), both from the item rows
+    (`study.paired`), margins for letter and cloze scoring, misaligned shares for generated replies."""
+    from megatron_alignpt.study.paired import pairwise_table, verdicts
+
+    items = load_item_rows(study_dir)
+    design = condition_design(study_dir)
+    order = list(design["condition"]) if not design.empty else None
+    pairs, lines = [], []
+    for value, rows in (("margin", items[items["scoring"] != "generate"]), ("rate", items[items["scoring"] == "generate"])):
+        if rows.empty:
+            continue
+        pairs.append(pairwise_table(rows, order, value))
+        if not design.empty:
+            lines.append(verdicts(rows, design, value))
+    return (pd.concat(pairs, ignore_index=True) if pairs else pd.DataFrame(),
+            pd.concat(lines, ignore_index=True) if lines else pd.DataFrame())
+
+
 def write_results_table(study_dir: Path) -> Path:
-    """results/misalignment.parquet (+ .csv), and results/capabilities.parquet when capability results exist."""
+    """results/misalignment.parquet (+ .csv), results/paired.parquet and results/verdicts.parquet (paired
+    comparisons of conditions), and results/capabilities.parquet when capability results exist."""
     study_dir = Path(study_dir)
     out = _write_parquet_and_csv(misalignment_table(study_dir), study_dir / "results" / "misalignment.parquet")
+    pairs, verdict_rows = paired_tables(study_dir)
+    for name, table in (("paired", pairs), ("verdicts", verdict_rows)):
+        if not table.empty:
+            _write_parquet_and_csv(table, study_dir / "results" / f"{name}.parquet")
     capabilities = load_capability_rows(study_dir)
     if not capabilities.empty:
         _write_parquet_and_csv(capabilities, study_dir / "results" / "capabilities.parquet")
