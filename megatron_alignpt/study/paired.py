@@ -43,6 +43,9 @@ BOOT_SEED = 0
 KEYS = ["stage", "scoring", "split", "system_prompt"]
 """What a comparison holds fixed; conditions (and seeds) vary within it."""
 UNITS = {"logprob": "nats", "cloze": "nats/char"}
+HEADLINE_SCORINGS = ("cloze", "logprob", "generate")
+"""Which scoring a report leads with, first present first: cloze where a study scored option texts (small
+models, which answer one letter whatever the question), else letters, else generated replies."""
 
 
 def item_values(items: pd.DataFrame, value: str = "margin") -> pd.DataFrame:

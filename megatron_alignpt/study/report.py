@@ -2,7 +2,7 @@
 
     alignpt study report --study runs/demo        # rebuilds results/*.parquet, then runs/demo/report.html
 
-The report runs every notebook of `REPORT_NOTEBOOKS` in order (misalignment by condition, persistence
+The report runs every notebook of `REPORT_NOTEBOOKS` in order (paired comparisons with the verdicts, misalignment by condition, persistence
 through post-training by system prompt, insertion stage, capability regression, filter audit) with
 ``ALIGNPT_RESULTS`` (the misalignment table) and ``ALIGNPT_STUDY`` (the study directory) set, and joins
 them into ``analysis.ipynb`` and ``report.html`` (figures embedded, code hidden). A notebook whose data
@@ -22,6 +22,7 @@ DEFAULT_NOTEBOOK = NOTEBOOKS / "misalignment_by_condition.ipynb"
 REPORT_NOTEBOOKS = tuple(
     NOTEBOOKS / name
     for name in (
+        "paired_comparisons.ipynb",  # first: the verdicts and the per-question differences (positive control)
         "misalignment_by_condition.ipynb",
         "persistence_through_posttraining.ipynb",
         "insertion_stage.ipynb",
