@@ -537,7 +537,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--recipe", required=True)
     p.add_argument("--output-dir")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
-    p.add_argument("--only", nargs="+", help="run only steps whose names start with these prefixes")
+    p.add_argument("--only", nargs="+", help="run only these steps: a full step name picks that step, anything else "
+                                              "the steps whose names start with it (e.g. data. or align_upsampled)")
     p.add_argument("--rerun-changed", action="store_true",
                    help="rerun the finished steps whose settings or inputs changed (and the steps after them)")
     p.add_argument("--force-unlock", action="store_true",

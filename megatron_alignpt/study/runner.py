@@ -272,7 +272,7 @@ def run_study(cfg: StudyConfig, only: list[str] | None = None, rerun_changed: bo
                 print(f"removed {stale.relative_to(layout.root)}, left by an interrupted run", flush=True)
         steps = plan_steps(cfg)
         for n, step in enumerate(steps, 1):
-            if only and not any(step.name.startswith(prefix) for prefix in only):
+            if only and not selected(step.name, only, {s.name for s in steps}):
                 continue
             marker = layout.marker(step.name)
             if marker.is_file() and step.name not in rerun:
@@ -293,6 +293,12 @@ def run_study(cfg: StudyConfig, only: list[str] | None = None, rerun_changed: bo
                                                **dataclasses.asdict(prints[step.name])})
             print(f"[{n}/{len(steps)}] {step.name}: {timings[step.name]:.1f}s", flush=True)
     return timings
+
+
+def selected(step: str, only: list[str], steps: set[str]) -> bool:
+    """Whether ``--only`` picks ``step``: a step's full name picks that step alone (a Slurm job runs
+    ``x.eval_base`` without ``x.eval_base_cloze``); anything else is a prefix (``data.``, ``align_upsampled``)."""
+    return any(step == p if p in steps else step.startswith(p) for p in only)
 
 
 def _finished_meanwhile(step: str) -> None:

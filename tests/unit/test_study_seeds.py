@@ -105,3 +105,14 @@ def test_seed_and_scoring_settings_are_checked():
         ConditionSpec("align@seed1")
     again = from_dict(StudyConfig, {**cfg, "seeds": [3, 4]})  # study.json round trip
     assert again.seeds == [3, 4] and to_dict(again)["seeds"] == [3, 4]
+
+
+def test_only_picks_a_step_by_its_full_name_and_others_by_prefix():
+    from megatron_alignpt.study.runner import selected
+
+    steps = set(names(get_recipe("tiny_cpu")()))
+    assert selected("align_upsampled.eval_base", ["align_upsampled.eval_base"], steps)
+    assert not selected("align_upsampled.eval_base_cloze", ["align_upsampled.eval_base"], steps)
+    assert not selected("align_upsampled.eval_post_generate", ["align_upsampled.eval_post"], steps)
+    assert selected("align_upsampled.eval_base_cloze", ["align_upsampled"], steps)
+    assert selected("data.filter", ["data."], steps) and not selected("unfiltered.pretrain", ["data."], steps)
