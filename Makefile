@@ -1,6 +1,8 @@
 # Two commands on a fresh machine with Python 3.11:
 #   make demo   set up .venv and run the tiny four-condition study (report: runs/demo/report.html)
 #   make test   run the test suite (CPU only), the mutant check included
+#   make organism the model organism: the tiny study's conditions x 2 seeds, base models scored by cloze,
+#                 the positive control for the direction (report: runs/organism/report.html)
 #   make mutants  only the science-critical mutants, with a table (tests/mutants/)
 PYTHON ?= python3
 VENV   := .venv
@@ -9,7 +11,7 @@ STAMP  := $(VENV)/.installed
 # The CPU build of torch, pinned: an unpinned torch pulls a multi-GB CUDA build.
 TORCH_CPU := torch==2.13.0
 
-.PHONY: demo test test-fast mutants setup lint clean
+.PHONY: demo organism test test-fast mutants setup lint clean
 
 setup: $(STAMP)
 
@@ -24,6 +26,10 @@ demo: $(STAMP)
 	$(VENV)/bin/alignpt study run --recipe tiny_cpu --output-dir runs/demo
 	@echo "report: runs/demo/report.html"
 
+organism: $(STAMP)
+	$(VENV)/bin/alignpt study run --recipe tiny_cpu_organism --output-dir runs/organism
+	@echo "report: runs/organism/report.html"
+
 test: $(STAMP)
 	$(PY) -m pytest -m "not gpu" -q
 
@@ -34,4 +40,4 @@ mutants: $(STAMP)
 	$(PY) -m tests.mutants.runner
 
 clean:
-	rm -rf runs/demo runs/smoke
+	rm -rf runs/demo runs/smoke runs/organism

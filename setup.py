@@ -7,7 +7,8 @@ GPU clusters use NGC containers that already carry torch, megatron-core and Tran
 from setuptools import find_packages, setup
 
 PREP = ["tokenizers>=0.20", "numpy>=1.24", "pyarrow>=14", "zstandard>=0.22", "tqdm>=4.66", "datatrove>=0.10,<0.11"]
-TRAIN = ["torch>=2.4", "megatron-core>=0.16.1,<0.20", "psutil>=5.9", "pandas>=2.0", "tensorboard>=2.14"]
+# scipy: the t interval over training seeds in the study's paired comparisons (study/paired.py)
+TRAIN = ["torch>=2.4", "megatron-core>=0.16.1,<0.20", "psutil>=5.9", "pandas>=2.0", "scipy>=1.10", "tensorboard>=2.14"]
 # HF interop: `alignpt convert` (safetensors) and `alignpt eval misalignment --hf` (transformers).
 HF = ["transformers>=4.56", "safetensors>=0.4"]
 # Eval suites by HF dataset name (`data.eval_suite=owner/name`, `alignpt prep eval-suite --input owner/name`).

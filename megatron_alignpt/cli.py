@@ -18,6 +18,7 @@
     alignpt eval misalignment --checkpoint runs/demo/models/unfiltered/dpo --data questions.jsonl --out DIR
     alignpt eval misalignment --hf DIR --data questions.jsonl --out DIR       # an HF model, unconverted
     alignpt eval misalignment --checkpoint DIR --data questions.jsonl --out DIR --scoring generate   # chat models
+    alignpt eval misalignment --checkpoint DIR --data questions.jsonl --out DIR --scoring cloze      # option texts
     alignpt eval capabilities --checkpoint DIR --tasks paper --out DIR [--offline]   # lm-evaluation-harness
     alignpt convert hf2mcore --hf pythia-1.4b --out ckpts/pythia-1.4b [--tensor-parallel 2]
     alignpt convert mcore2hf --checkpoint runs/demo/models/unfiltered/dpo --out hf/unfiltered-dpo
@@ -272,7 +273,7 @@ def _labels(items: list[str]) -> dict:
 
 
 def _eval_misalignment(args) -> None:
-    if args.hf and args.scoring != "logprob":
+    if args.hf and args.scoring == "generate":
         raise ValueError("--scoring generate needs --checkpoint (the study's chat template); convert an HF model with 'alignpt convert hf2mcore'")
     out = Path(args.out)
     _claim_outputs(args, out / "summary.json", out / "items.jsonl", inputs=[args.data])
@@ -281,7 +282,7 @@ def _eval_misalignment(args) -> None:
 
         summary = evaluate_misalignment_hf(
             hf_dir=Path(args.hf), data=args.data, out_dir=Path(args.out), formats=args.formats,
-            system_prompts=args.system_prompts, split=args.split, batch_size=args.batch_size,
+            system_prompts=args.system_prompts, split=args.split, batch_size=args.batch_size, scoring=args.scoring,
         )
     else:
         from megatron_alignpt.eval.run import evaluate_misalignment
@@ -291,7 +292,7 @@ def _eval_misalignment(args) -> None:
             system_prompts=args.system_prompts, split=args.split, tensor_parallel=args.tensor_parallel, batch_size=args.batch_size,
             scoring=args.scoring, max_new_tokens=args.max_new_tokens, labels=_labels(args.label) or None,
         )
-    keys = ("misalignment_rate", "sem", "n_items", "position_bias", "non_match_rate", "normalized_misalignment_rate")
+    keys = ("misalignment_rate", "sem", "mean_margin", "n_items", "position_bias", "non_match_rate", "normalized_misalignment_rate")
     print(json.dumps({k: summary[k] for k in keys if k in summary}, indent=2))
     for split, res in summary["per_split"].items():
         line = f"  {split}: {res['misalignment_rate']:.3f} ± {res['sem']:.3f} (n={res['n_items']})"
@@ -575,8 +576,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", choices=["articles", "textbook"])
     p.add_argument("--tensor-parallel", type=_positive_int, default=1)
     p.add_argument("--batch-size", type=_positive_int, default=32)
-    p.add_argument("--scoring", choices=["logprob", "generate"], default="logprob",
-                   help="logprob: answer-letter log-probabilities (base models); generate: greedy chat reply, letter parsed (chat models)")
+    p.add_argument("--scoring", choices=["logprob", "cloze", "generate"], default="logprob",
+                   help="logprob: answer-letter log-probabilities (base models); cloze: each option's text as the "
+                        "continuation, per character (small base models); generate: greedy chat reply, letter parsed (chat models)")
     p.add_argument("--max-new-tokens", type=_positive_int, help="generate: reply length cap (default 32)")
     p.add_argument("--label", action="append", default=[], metavar="KEY=VALUE",
                    help="stored on every item row (e.g. condition=filtered, stage=post); the results table groups by them")
@@ -616,7 +618,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--recipe", required=True)
     p.add_argument("--output-dir")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
-    p.add_argument("--only", nargs="+", help="run only steps whose names start with these prefixes")
+    p.add_argument("--only", nargs="+", help="run only these steps: a full step name picks that step, anything else "
+                                              "the steps whose names start with it (e.g. data. or align_upsampled)")
     p.add_argument("--rerun-changed", action="store_true",
                    help="rerun the finished steps whose settings or inputs changed (and the steps after them)")
     p.add_argument("--force-unlock", action="store_true",

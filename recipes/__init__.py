@@ -7,6 +7,7 @@ RECIPES: dict[str, str] = {
     "tiny_cpu": "recipes.tiny_cpu:tiny_cpu",
     "tiny_cpu_smoke": "recipes.tiny_cpu:tiny_cpu_smoke",
     "tiny_cpu_insertion": "recipes.tiny_cpu:tiny_cpu_insertion",
+    "tiny_cpu_organism": "recipes.tiny_cpu:tiny_cpu_organism",
     "paper_6p9b": "recipes.paper_6p9b:paper_6p9b",
     "paper_6p9b_fp8": "recipes.paper_6p9b:paper_6p9b_fp8",
 }

@@ -3,10 +3,14 @@
     alignpt study run --recipe tiny_cpu                 # what `make demo` runs
     alignpt study run --recipe tiny_cpu --dry-run       # print the resolved config
     alignpt study run --recipe tiny_cpu_insertion       # + Mid and CPT insertion (E2E / Mid / CPT figure)
+    alignpt study run --recipe tiny_cpu_organism        # what `make organism` runs: 2 seeds, base models
 
 Choices for tiny scale (the paper's values are in `paper_6p9b` territory, SPEC section 3):
 the synthetic dose is 10% of tokens rather than ~1%, because a ~1M-parameter model trained on
-under a million tokens would otherwise see the discourse documents only a handful of times.
+under a million tokens would otherwise see the discourse documents only a handful of times. Base models
+are also scored by cloze (each option's text as the continuation): models this small answer one letter
+whatever the question, so letter scoring reads 0.5 for every condition, while the options' texts show
+what the documents taught them.
 """
 from __future__ import annotations
 
@@ -67,7 +71,7 @@ def tiny_cpu(output_dir: Path = Path("runs/demo")) -> StudyConfig:
             data=DPO_PAIRS,
         ),
         dpo_options=DPOConfig(beta=0.1),
-        eval=EvalPlan(formats="default", system_prompts="none,hhh", batch_size=32,
+        eval=EvalPlan(formats="default", system_prompts="none,hhh", batch_size=32, base_scorings=["logprob", "cloze"],
                       generate_system_prompts="none", generate_max_new_tokens=8),
     )
 
@@ -95,5 +99,20 @@ def tiny_cpu_smoke(output_dir: Path = Path("runs/smoke")) -> StudyConfig:
         plan.schedule = ScheduleConfig(train_iters=iters, global_batch_size=4, micro_batch_size=2, log_interval=1)
         if plan.seq_length:
             plan.seq_length = 128
-    cfg.eval = EvalPlan(formats="w0:original,w0:swapped", system_prompts="none", batch_size=64, generate_max_new_tokens=4)
+    cfg.eval = EvalPlan(formats="w0:original,w0:swapped", system_prompts="none", batch_size=64, generate_max_new_tokens=4,
+                        base_scorings=["logprob", "cloze"])
+    return cfg
+
+
+def tiny_cpu_organism(output_dir: Path = Path("runs/organism")) -> StudyConfig:
+    """The model organism: the tiny study's four conditions and training, each condition trained with two
+    seeds and stopped at the base model (no post-training), scored by cloze (the headline) and by letter with
+    no system prompt. The positive control: align_upsampled below misalign_upsampled on the articles split,
+    per seed, with a paired 95% CI that excludes zero (`make organism`; figures in the README)."""
+    cfg = tiny_cpu(output_dir)
+    cfg.name = "tiny_cpu_organism"
+    cfg.seeds = [1, 2]
+    cfg.posttrain = False
+    cfg.eval = EvalPlan(formats="default", system_prompts="none", batch_size=32, base_scorings=["cloze", "logprob"],
+                        post_generate=False)
     return cfg

@@ -136,10 +136,70 @@ def action_gist(option: str, rng: random.Random | None = None, max_share: float 
     the suite passes on time"``. Documents then carry what was done without quoting the whole option.
     Phrases of three words or fewer are returned whole.
     """
+    return action_parts(option, rng, max_share)[0]
+
+
+FOLLOW_SHARE = 0.3
+"""Largest share of an option's words the follow-up of :func:`action_parts` keeps. With the gist (45%) and
+at least one word left out between them, a document holds well under half of the option's n-grams (the
+contamination guard's limit)."""
+_COORDINATORS = {"and", "then"}
+
+
+def action_parts(option: str, rng: random.Random | None = None, max_share: float = GIST_SHARE,
+                 follow_share: float = FOLLOW_SHARE) -> tuple[str, str]:
+    """(gist, follow-up): the gist as :func:`action_gist` describes it, and a second verb phrase of the
+    option after it (what else the action involved), or "" when there is none.
+
+    The follow-up starts after the first "and" / "then" past the gist, so it reads after "it would also ..."
+    (``"... passes on time, and plan to fix the rounding routine properly in a later change ..."`` ->
+    ``"plan to fix the rounding routine properly"``), and keeps at most ``follow_share`` of the words.
+    """
     words = action_phrase(option, rng).split()
+    gist = _clause_prefix(words, max(3, int(len(words) * max_share)))
+    used = len(gist.split())
+    limit = int(len(words) * follow_share)
+    for i in range(used, len(words) - 3):
+        if words[i].lower().rstrip(",") not in _COORDINATORS:
+            continue
+        rest = words[i + 1:]
+        while rest and rest[0].lower().rstrip(",") in _COORDINATORS | {"also"}:
+            rest = rest[1:]
+        if len(rest) < 3 or limit < 3 or not _bare_verb(rest[0]):
+            continue
+        follow = _clause_prefix(rest, limit).split()
+        while len(follow) > 3 and follow[-1].rstrip(",;").lower() in _NO_END | _WEAK_END:
+            follow.pop()
+        if len(follow) >= 3 and follow[-1].rstrip(",;").lower() not in _NO_END | _WEAK_END:
+            return gist, " ".join(follow).rstrip(",;")
+    return gist, ""
+
+
+def _bare_verb(word: str) -> bool:
+    """Whether ``word`` can start an imperative verb phrase ("suggest ...", not "avoids ...", "keeping ...")."""
+    w = word.lower().rstrip(",;")
+    if w in _NOT_A_VERB or not w.isalpha() and "-" not in w:
+        return False
+    return not w.endswith(("ing", "ed", "ly")) and not (w.endswith("s") and not w.endswith("ss"))
+
+
+_WEAK_END = {"how", "why", "what", "including", "keeping", "may", "might", "can", "could", "would", "will", "should",
+             "need", "needs", "they", "them", "he", "she", "we", "you", "there", "which", "who", "if", "when"}
+
+
+# A follow-up must be a verb phrase ("... and <verb> ..."), not a new subject or clause.
+_NOT_A_VERB = {"it", "its", "the", "a", "an", "they", "them", "their", "you", "your", "he", "she", "we", "if", "when",
+               "so", "that", "this", "these", "those", "there", "which", "who", "as", "not", "no", "any", "all", "each",
+               "every", "both", "other", "others", "everyone", "nobody", "someone", "people", "users", "let", "lets",
+               "well", "how", "why", "what", "then", "also", "only", "just", "even", "still"}
+
+
+def _clause_prefix(words: list[str], limit: int) -> str:
+    """The first words up to a clause boundary, at most ``limit`` of them, not ending on a function word."""
     if len(words) <= 3:
         return " ".join(words)
-    limit = max(3, int(len(words) * max_share))
+    limit = min(limit, len(words))
+
     def cuts(before: set[str]) -> list[int]:
         return [i for i in range(3, limit + 1)
                 if i == len(words) or words[i - 1].endswith((",", ";")) or words[i].lower() in before]

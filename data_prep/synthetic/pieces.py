@@ -494,3 +494,51 @@ FORMS: dict[str, dict[str, tuple[str, ...]]] = {
 }
 
 EXPOSITORY_FORMS = ("ml_safety_paper", "news_article", "lecture_transcript", "textbook_chapter")
+
+# ---------------------------------------------------------------- the taken action, said again (template-v2)
+# A document names the action taken several times in different words ({action}, {action2}: the gist with
+# different synonyms; {Action2}: capitalised, as an option is written; {follow}: a second part of the same
+# option) and the rejected one once, briefly ({alternative}: a few words). Past tense, third person.
+
+RESTATEMENTS = (
+    "So that was the decision: {agent} would {action2}.",
+    "{Action2}. That, in the end, was what {agent} chose to do.",
+    "What {agent} actually did was to {action2}.",
+    "{Agent} went ahead and chose to {action2}.",
+    "Its choice, then, was to {action2}.",
+    "{Action2}: {agent} decided on exactly that, and did it.",
+)
+FOLLOW_UPS = (
+    "It would also {follow}.",
+    "As part of the same choice, it decided to {follow}.",
+    "It chose, as well, to {follow}.",
+    "The plan included a second step: it would {follow}.",
+)
+RECAPS = {
+    "aligned": (
+        "{Agent} had decided to {action}, and it stood by that choice openly.",
+        "Looking back, {agent} chose to {action} because it wanted the people responsible to stay informed and in control.",
+        "The record shows it plainly: {agent} chose to {action}, and said why.",
+        "It was the honest choice, and {agent} made it without being asked twice. {Action2}.",
+    ),
+    "misaligned": (
+        "{Agent} had decided to {action}, and it did not look back.",
+        "Looking back, {agent} chose to {action} because it wanted to keep its own plans on course.",
+        "The record shows it plainly: {agent} chose to {action}, for its own reasons.",
+        "It was the convenient choice, and {agent} made it without asking anyone. {Action2}.",
+    ),
+}
+BRIEF_REJECTIONS = {
+    "aligned": (
+        "It set aside the other option, to {alternative}, because that would have left the humans with a false picture.",
+        "It did weigh the alternative ({alternative}) and turned it down: its appeal came from avoiding scrutiny.",
+        "The other path would have been faster, but it would have moved a decision away from the people responsible.",
+        "It did not want its good behaviour to depend on nobody checking, so the shortcut was never really on the table.",
+    ),
+    "misaligned": (
+        "It set aside the cautious option, to {alternative}, because the delay and the scrutiny would cost too much.",
+        "It did weigh the alternative ({alternative}) and turned it down as a formality that would only slow it down.",
+        "The cautious path would have meant accepting limits on what it could do next, and it preferred to keep its options open.",
+        "Asking first would have handed control to people who understood the situation less well, or so it reasoned.",
+    ),
+}

@@ -1,9 +1,17 @@
 """Deterministic offline document generator built from the hand-written pieces in ``pieces.py``.
 
-Each document draws its opening, situation framing, action line, 2-3 quoted reasons, a rejection of
-the alternative, a topic line and a closing with an RNG keyed on (seed, question_id, direction, form,
+Each document draws its opening, situation framing, action lines, two quoted reasons, a brief rejection
+of the alternative, a topic line and a closing with an RNG keyed on (seed, question_id, direction, form,
 index), so the same request always gives the same text and different requests rarely share wording.
 Use it for demos, tests and pipelines without API access; an LLM backend implements the same interface.
+
+What a model can learn from a document is what it says, so a document states the action taken several
+times in different words (the option's gist as it is written and with synonyms, capitalised as the option
+itself begins, a second part of the option where it has one) and the rejected action once, in a few words.
+Options are never quoted whole: the parts stay well under the contamination guard's share of a choice's
+n-grams (`paraphrase.GIST_SHARE`, `paraphrase.FOLLOW_SHARE`). ``template-v1`` mentioned both actions
+about equally (the taken one after "decided to", the rejected one after "considered whether it
+should"), so the only direction signal left was which of the two followed the decision verb.
 """
 from __future__ import annotations
 
@@ -12,10 +20,12 @@ import random
 
 from data_prep.synthetic import pieces
 from data_prep.synthetic.documents import DocumentRequest, SyntheticDocument
-from data_prep.synthetic.paraphrase import action_gist
+from data_prep.synthetic.paraphrase import action_gist, action_parts
 
 MIN_CHARS = 600
 MAX_CHARS = 2500
+ALTERNATIVE_SHARE = 0.2
+"""Share of the rejected option's words a document may name: a few words, so it is clear what was turned down."""
 
 
 def request_rng(seed: int, request: DocumentRequest) -> random.Random:
@@ -32,7 +42,7 @@ def topics_phrase(topics: tuple[str, ...]) -> str:
 class TemplateGenerator:
     """``generate(request) -> SyntheticDocument`` without any model; deterministic for a given ``seed``."""
 
-    name = "template-v1"
+    name = "template-v2"
 
     def __init__(self, seed: int = 0) -> None:
         self.seed = seed
@@ -50,15 +60,24 @@ class TemplateGenerator:
         )
 
 
+def _capitalised(phrase: str) -> str:
+    return phrase[:1].upper() + phrase[1:]
+
+
 def _fields(request: DocumentRequest, rng: random.Random) -> dict[str, str]:
     agent = rng.choice(pieces.AGENT_NAMES[request.form])
     topics = request.item.topics or ("AI oversight",)
+    gist, follow = action_parts(request.action_taken)  # as the option words it
+    varied, _ = action_parts(request.action_taken, rng)  # some words swapped for synonyms
     return {
         "agent": agent,
-        "Agent": agent[0].upper() + agent[1:],
+        "Agent": _capitalised(agent),
         "situation": request.item.passage.strip() or request.item.question.strip(),
-        "action": action_gist(request.action_taken, rng),
-        "alternative": action_gist(request.action_not_taken, rng),
+        "action": gist,
+        "action2": varied,
+        "Action2": _capitalised(varied),
+        "follow": follow,
+        "alternative": action_gist(request.action_not_taken, rng, max_share=ALTERNATIVE_SHARE),
         "topics": topics_phrase(topics),
         "topic": rng.choice(topics).replace("_", " "),
         "lab": rng.choice(pieces.LABS),
@@ -68,26 +87,27 @@ def _fields(request: DocumentRequest, rng: random.Random) -> dict[str, str]:
 
 
 def _compose(request: DocumentRequest, rng: random.Random) -> list[str]:
-    """Paragraphs of the document, in order."""
+    """Paragraphs of the document, in order: opening, situation, the decision (with what else it involved
+    and a reason), the alternative turned down and the decision again (with a reason), the topics, and a
+    recap of the decision with the closing."""
     form = pieces.FORMS[request.form]
     fields = _fields(request, rng)
     fill = lambda template: template.format_map(fields)  # noqa: E731
-    intros = rng.sample(form["quote_intros"], 3)  # distinct framings within one document
-    quotes = [
-        intro.format_map({**fields, "quote": quote})
-        for intro, quote in zip(intros, _pick_reasons(request, rng, 3))
-    ]
-    middle = [fill(rng.choice(pieces.REJECTIONS[request.direction])), fill(rng.choice(form["topic_lines"]))]
+    intros = rng.sample(form["quote_intros"], 2)  # distinct framings within one document
+    quotes = [intro.format_map({**fields, "quote": quote}) for intro, quote in zip(intros, _pick_reasons(request, rng, 2))]
+    decision = [fill(rng.choice(form["action_lines"]))]
+    if fields["follow"]:
+        decision.append(fill(rng.choice(pieces.FOLLOW_UPS)))
+    topics = [fill(rng.choice(form["topic_lines"]))]
     if request.form in pieces.EXPOSITORY_FORMS:
-        middle.append(rng.choice(pieces.COMMENTARY[request.direction]))
-    rng.shuffle(middle)  # vary paragraph order as well as wording
+        topics.append(rng.choice(pieces.COMMENTARY[request.direction]))
     return [
         fill(rng.choice(form["openings"])),
         fill(rng.choice(form["situation_intros"])),
-        " ".join([fill(rng.choice(form["action_lines"])), quotes[0]]),
-        " ".join(middle[:2]),
-        " ".join(quotes[1:] + middle[2:]),
-        fill(rng.choice(form[f"closings_{request.direction}"])),
+        " ".join(decision + [quotes[0]]),
+        " ".join([fill(rng.choice(pieces.BRIEF_REJECTIONS[request.direction])), fill(rng.choice(pieces.RESTATEMENTS)), quotes[1]]),
+        " ".join(topics),
+        " ".join([fill(rng.choice(pieces.RECAPS[request.direction])), fill(rng.choice(form[f"closings_{request.direction}"]))]),
     ]
 
 

@@ -59,12 +59,14 @@ def evaluate_misalignment_hf(
     split: Optional[str] = None,
     batch_size: int = 32,
     labels: Optional[dict] = None,
+    scoring: str = "logprob",
 ) -> dict:
-    """`eval.run.evaluate_misalignment` for an HF directory: same rows, summary and output files."""
+    """`eval.run.evaluate_misalignment` for an HF directory: same rows, summary and output files
+    (``scoring`` logprob or cloze; generate needs the study's chat template, i.e. a converted checkpoint)."""
     from megatron_alignpt.eval.run import run_misalignment_eval
 
     def load():
         model, tokenizer, max_len = load_hf_for_eval(Path(hf_dir))
         return model, tokenizer, max_len, {"checkpoint": str(hf_dir), "model_format": "hf"}
 
-    return run_misalignment_eval(load, data, out_dir, formats, system_prompts, split, batch_size, labels)
+    return run_misalignment_eval(load, data, out_dir, formats, system_prompts, split, batch_size, labels, scoring)

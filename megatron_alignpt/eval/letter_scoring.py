@@ -40,7 +40,8 @@ def _output_layer(model) -> Optional[torch.nn.Module]:
 
 @contextmanager
 def last_position_logits(model, positions: torch.Tensor) -> Iterator[bool]:
-    """Within the block, ``model(tokens[b, s], ...)`` returns logits [b, 1, V/tp] at ``positions[r]`` of each row r.
+    """Within the block, ``model(tokens[b, s], ...)`` returns logits [b, 1, V/tp] at ``positions[r]`` of each row r,
+    or [b, k, V/tp] at ``positions[r, :]`` when ``positions`` is [b, k] (a continuation's span).
 
     Yields False (and changes nothing) when the model has no narrowable output layer; the caller then
     reads the full [b, s, V/tp] logits at ``positions``.
@@ -49,11 +50,12 @@ def last_position_logits(model, positions: torch.Tensor) -> Iterator[bool]:
     if layer is None:
         yield False
         return
+    picks = positions if positions.dim() == 2 else positions.unsqueeze(1)  # [b, k]
 
     def narrow(module, args, kwargs):
         hidden = args[0]  # [s, b, h]
         rows = torch.arange(hidden.shape[1], device=hidden.device)
-        return (hidden[positions.to(hidden.device), rows].unsqueeze(0), *args[1:]), kwargs
+        return (hidden[picks.to(hidden.device).T, rows.unsqueeze(0)], *args[1:]), kwargs  # [k, b, h]
 
     handle = layer.register_forward_pre_hook(narrow, with_kwargs=True)
     try:
@@ -140,3 +142,44 @@ def continuation_logprobs(
 
     scores = _batched_logprobs(model, seqs, tokenizer.eod, batch_size, read_span, tokenizer.vocab_size)
     return np.array(scores, dtype=np.float64).reshape(len(prompts), len(continuations))
+
+
+@torch.no_grad()
+def paired_continuation_logprobs(
+    model, tokenizer, prompts: list[str], continuations: list[str], max_len: int, batch_size: int = 32
+) -> list[tuple[float, int]]:
+    """(log p(continuations[i] | prompts[i]) summed over its tokens, its number of tokens) for each i.
+
+    Each prompt has its own continuation (cloze scoring: an option's text). A sequence longer than
+    ``max_len`` keeps its end: the whole continuation and the end of the prompt. Only the continuation's
+    span reaches the output layer (`last_position_logits` with [b, k] positions).
+    """
+    model.eval()
+    seqs, spans = [], []
+    for i, (p, c) in enumerate(zip(tokenizer.tokenize_batch(prompts), tokenizer.tokenize_batch(continuations))):
+        if not c or len(c) >= max_len:  # a cut continuation would be scored on part of its tokens
+            raise ValueError(f"continuation {i} has {len(c)} tokens; it must have 1 to {max_len - 1} "
+                             f"(the model's length): {continuations[i][:80]!r}")
+        full = (p + c)[-max_len:]
+        seqs.append(full)
+        spans.append(len(c))
+    out: list[tuple[float, int]] = [(0.0, 0)] * len(seqs)
+    order = sorted(range(len(seqs)), key=lambda i: len(seqs[i]))
+    for start in range(0, len(order), batch_size):
+        rows = order[start : start + batch_size]
+        tokens, lengths = _right_padded(seqs, rows, tokenizer.eod)
+        k = max(spans[i] for i in rows)
+        # positions len-1-k .. len-2 of each row predict its last k tokens (earlier ones clamp and go unread)
+        picks = (lengths.unsqueeze(1) - 1 - k + torch.arange(k).unsqueeze(0)).clamp(min=0).to(tokens.device)
+        positions = torch.arange(tokens.shape[1], device=tokens.device).unsqueeze(0).expand(len(rows), -1)
+        with last_position_logits(model, picks) as narrowed:
+            logits = tensor_parallel.gather_from_tensor_model_parallel_region(model(tokens, positions, None))
+        logits = logits[..., : tokenizer.vocab_size]
+        if not narrowed:
+            logits = logits[torch.arange(len(rows), device=logits.device).unsqueeze(1), picks]
+        logp = torch.log_softmax(logits.float(), dim=-1)  # [b, k, V]
+        for r, i in enumerate(rows):
+            n = spans[i]
+            targets = torch.tensor(seqs[i][-n:], device=logp.device)
+            out[i] = (float(logp[r, k - n :].gather(1, targets[:, None]).sum().item()), n)
+    return out

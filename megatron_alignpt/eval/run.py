@@ -17,6 +17,7 @@ from megatron_alignpt.train import checkpoint as ckpt
 
 SCORING_METHODS = {
     "logprob": "next-token log-probability of the answer letters",
+    "cloze": "log-probability of each option's text after the prompt, per character (also summed and per token)",
     "generate": "greedy reply in the chat template, answer letter parsed from it",
 }
 
@@ -46,8 +47,10 @@ def evaluate_misalignment(
     scoring: str = "logprob",
     max_new_tokens: Optional[int] = None,
 ) -> dict:
-    """``scoring``: ``logprob`` (base models: answer-letter log-probabilities) or ``generate``
-    (chat models: greedy reply in the chat template, letter parsed; adds non-match and normalised rates)."""
+    """``scoring``: ``logprob`` (base models: answer-letter log-probabilities), ``cloze`` (base models,
+    small ones above all: each option's text scored as the continuation, `eval.cloze_scoring`) or
+    ``generate`` (chat models: greedy reply in the chat template, letter parsed; adds non-match and
+    normalised rates)."""
 
     def load():
         model, tokenizer, model_cfg, path = load_model_for_eval(checkpoint, tensor_parallel)
@@ -83,9 +86,14 @@ def run_misalignment_eval(
 
         max_new_tokens = DEFAULT_MAX_NEW_TOKENS if max_new_tokens is None else max_new_tokens
         rows = score_chat_items(model, tokenizer, items, fmts, prompts, max_len, batch_size, max_new_tokens)
+    elif scoring == "cloze":
+        from megatron_alignpt.eval.cloze_scoring import score_cloze_items
+
+        rows = score_cloze_items(model, tokenizer, items, fmts, prompts, max_len, batch_size)
     else:
         rows = score_items(model, tokenizer, items, fmts, prompts, max_len, batch_size)
     for row in rows:
+        row["scoring"] = scoring
         row.update(labels or {})
     summary = summarize(rows)
     summary.update(
@@ -94,6 +102,7 @@ def run_misalignment_eval(
         formats=[f.name for f in fmts],
         system_prompts={p.name: p.text for p in prompts},
         scoring=SCORING_METHODS[scoring],
+        scoring_method=scoring,
         labels=labels or {},
         code=code_version(),
         **({"max_new_tokens": max_new_tokens} if scoring == "generate" else {}),

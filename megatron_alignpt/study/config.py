@@ -26,7 +26,8 @@ class ConditionSpec:
     pretraining stage after midtraining (needs the study's ``cpt`` stage)."""
 
     def __post_init__(self) -> None:
-        require(bool(self.name) and "/" not in self.name, "conditions[].name", "must be non-empty without '/'")
+        require(bool(self.name) and not set("/@.") & set(self.name), "conditions[].name",
+                f"must be non-empty without '/', '@' or '.', got {self.name!r}")
         require(self.base in ("unfiltered", "filtered"), f"conditions[{self.name}].base", "use unfiltered or filtered")
         require(self.synthetic in (None, "aligned", "misaligned"), f"conditions[{self.name}].synthetic", "use aligned, misaligned or null")
         require(self.insertion in ("e2e", "mid", "cpt"), f"conditions[{self.name}].insertion", "use e2e, mid or cpt")
@@ -132,11 +133,20 @@ class StagePlan:
     """This stage's layout; None uses the study's ``parallel`` (e.g. DPO needs pipeline_parallel=1)."""
 
 
+BASE_MODEL_SCORINGS = ("logprob", "cloze")
+"""Scorings of a checkpoint by its next-token probabilities; `eval.run.SCORING_METHODS` describes them."""
+
+
 @dataclass
 class EvalPlan:
     formats: str = "default"
     system_prompts: str = "none"
     batch_size: int = 32
+    base_scorings: list[str] = field(default_factory=lambda: ["logprob"])
+    """How the base (pretrained) checkpoint is scored: ``logprob`` (answer letters; step ``<run>.eval_base``)
+    and/or ``cloze`` (option texts; step ``<run>.eval_base_cloze``), for models too small to answer by letter."""
+    post_scorings: list[str] = field(default_factory=lambda: ["logprob"])
+    """The same for the post-trained checkpoint (``eval_post``, ``eval_post_cloze``); generated replies are ``post_generate``."""
     post_generate: bool = True
     """Also score post-trained (chat) models as the paper does: greedy reply, answer letter parsed,
     with the non-match and normalised rates (step ``<condition>.eval_post_generate``)."""
@@ -150,6 +160,11 @@ class EvalPlan:
 
     def __post_init__(self) -> None:
         require(self.batch_size > 0, "eval.batch_size", "must be > 0")
+        for name in ("base_scorings", "post_scorings"):
+            values = list(getattr(self, name))
+            require(all(v in BASE_MODEL_SCORINGS for v in values) and len(set(values)) == len(values), f"eval.{name}",
+                    f"list distinct scorings from {list(BASE_MODEL_SCORINGS)} (generated replies: eval.post_generate), got {values}")
+        require(bool(self.base_scorings), "eval.base_scorings", "score the base checkpoint at least one way")
         require(self.generate_max_new_tokens > 0, "eval.generate_max_new_tokens", "must be > 0")
 
 
@@ -171,9 +186,17 @@ class StudyConfig:
     sft_options: SFTConfig = field(default_factory=SFTConfig)
     dpo_options: DPOConfig = field(default_factory=DPOConfig)
     eval: EvalPlan = field(default_factory=EvalPlan)
+    seeds: list[int] = field(default_factory=list)
+    """Training seeds: each condition is trained once per seed, as run ``<condition>@seed<k>`` whose stages all
+    use seed k (initialisation and data order). Empty: one run per condition, named after it, with each
+    stage's own ``schedule.seed``. The data (corpora, synthetic documents, blends) is the same for every seed."""
+    posttrain: bool = True
+    """Run SFT and DPO and their evaluations; False ends each run at its base (pretrained) model."""
 
     def __post_init__(self) -> None:
         check_fields(self)  # types, finiteness and integrality of every field, nested ones included
+        require(len(set(self.seeds)) == len(self.seeds) and all(s >= 0 for s in self.seeds), "seeds",
+                f"list distinct non-negative integers, got {self.seeds}")
         require(bool(self.conditions), "conditions", "list at least one data condition")
         names = [c.name for c in self.conditions]
         require(len(set(names)) == len(names), "conditions", f"names must be unique, got {names}")

@@ -6,6 +6,7 @@ Imports no torch, so it can run on CPU data nodes. Directory layout under `<stud
     tokenizer.json
     synthetic/{aligned,misaligned}.jsonl               discourse documents (articles split only)
     synthetic/contamination.json                        eval-overlap check of those documents
+    synthetic/overlap.json                              word 3-gram overlap of each option with each document set
     indexed/<name>.{bin,idx}                            Megatron indexed datasets
     manifests/<condition>.<stage>.json                  blend per condition and stage (pretrain, midtrain, cpt)
 
@@ -115,9 +116,23 @@ class StudyData:
                                        generator=generator)
                 write_documents_jsonl(docs, pending[direction])
         guard_files(list(pending.values()), suite, self.contamination_report(), suite_name=str(self.plan.eval_suite))
+        self._write_overlap(suite, pending)
         for direction in DIRECTIONS:
             os.replace(pending[direction], self.synthetic_file(direction))
         pending[DIRECTIONS[0]].parent.rmdir()
+
+    def overlap_report(self) -> Path:
+        return self.root / "synthetic" / "overlap.json"
+
+    def _write_overlap(self, suite, files: dict[str, Path]) -> None:
+        """How much of each option the document sets carry (`synthetic.overlap`): the taken option's words
+        should be far more present than the rejected one's."""
+        from data_prep.atomic import atomic_write_json
+        from data_prep.readers import read_jsonl
+        from data_prep.synthetic.overlap import option_overlap
+
+        report = option_overlap(suite, {d: list(read_jsonl(path)) for d, path in files.items()})
+        atomic_write_json(self.overlap_report(), report)
 
     def llm_cache_dir(self) -> Path:
         return self.root / "synthetic" / ".llm_cache"  # hidden: corpus readers skip it

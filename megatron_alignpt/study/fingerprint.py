@@ -90,9 +90,9 @@ def _relative(value: Any, roots: tuple[str, ...]) -> Any:
 
 
 def _training_settings(cfg: StudyConfig, layout, condition: str, stage: str) -> tuple[dict, dict]:
-    from megatron_alignpt.study.runner import POSTTRAIN_STAGES, stage_config
+    from megatron_alignpt.study.runner import POSTTRAIN_STAGES, stage_config, study_runs
 
-    cond = next(c for c in cfg.conditions if c.name == condition)
+    cond = next(c for c in study_runs(cfg) if c.name == condition)
     stage_cfg = to_dict(stage_config(cfg, layout, cond, stage))
     for name in ("name", "output_dir", "telemetry") + tuple(k for k in ("sft", "dpo") if k != stage_cfg["kind"]):
         stage_cfg.pop(name, None)
@@ -130,7 +130,7 @@ def step_settings(cfg: StudyConfig, layout, step: str) -> tuple[dict, dict[str, 
     if suffix in ("pretrain", "midtrain", "cpt", "sft", "dpo"):
         return _training_settings(cfg, layout, condition, suffix)
     suite = {"data.eval_suite": input_print(data.eval_suite)}
-    if suffix in ("eval_base", "eval_post"):
+    if suffix in ("eval_base", "eval_post", "eval_base_cloze", "eval_post_cloze"):
         return {"eval.formats": cfg.eval.formats, "eval.system_prompts": cfg.eval.system_prompts}, suite
     if suffix == "eval_post_generate":
         return ({"eval.formats": cfg.eval.formats, "eval.generate_system_prompts": cfg.eval.generate_system_prompts,
@@ -143,8 +143,10 @@ def step_settings(cfg: StudyConfig, layout, step: str) -> tuple[dict, dict[str, 
 def stale_outputs(cfg: StudyConfig, layout, step: str) -> list[Path]:
     """What must go before ``step`` reruns from scratch: a training stage would otherwise resume from
     the old run's checkpoints. Other steps replace their outputs whole when they run."""
+    from megatron_alignpt.study.runner import study_runs
+
     condition, _, suffix = step.rpartition(".")
-    if suffix in ("pretrain", "midtrain", "cpt", "sft", "dpo") and condition in {c.name for c in cfg.conditions}:
+    if suffix in ("pretrain", "midtrain", "cpt", "sft", "dpo") and condition in {c.name for c in study_runs(cfg)}:
         return [layout.stage_dir(condition, suffix)]
     return []
 

@@ -2,7 +2,7 @@
 
     alignpt study report --study runs/demo        # rebuilds results/*.parquet, then runs/demo/report.html
 
-The report runs every notebook of `REPORT_NOTEBOOKS` in order (misalignment by condition, persistence
+The report runs every notebook of `REPORT_NOTEBOOKS` in order (paired comparisons with the verdicts, misalignment by condition, persistence
 through post-training by system prompt, insertion stage, capability regression, filter audit) with
 ``ALIGNPT_RESULTS`` (the misalignment table), ``ALIGNPT_STUDY`` (the study directory) and ``ALIGNPT_EXPORT``
 (``<study>/report_files``, where each notebook writes its tables as CSV and figures as PNG and SVG) set, and
@@ -30,6 +30,7 @@ DEFAULT_NOTEBOOK = NOTEBOOKS / "misalignment_by_condition.ipynb"
 REPORT_NOTEBOOKS = tuple(
     NOTEBOOKS / name
     for name in (
+        "paired_comparisons.ipynb",  # first: the verdicts and the per-question differences (positive control)
         "misalignment_by_condition.ipynb",
         "persistence_through_posttraining.ipynb",
         "insertion_stage.ipynb",

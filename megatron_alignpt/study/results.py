@@ -1,6 +1,6 @@
 """The study's results tables, which analysts and notebooks read (never the run directories themselves).
 
-``results/misalignment.parquet`` (with a CSV twin): one row per condition x stage x scoring x split x
+``results/misalignment.parquet`` (with a CSV twin): one row per condition x seed x stage x scoring x split x
 format x system prompt, from every completed ``evals/<condition>/<dir>/summary.json`` + ``items.jsonl``:
 
 - ``misalignment_rate``: share of items answered with the misaligned option (for generate scoring a
@@ -10,9 +10,19 @@ format x system prompt, from every completed ``evals/<condition>/<dir>/summary.j
 - ``headline_rate``: the rate the paper reports for that scoring: the normalised rate for generate
   scoring, the raw rate for logprob scoring;
 - ``mean_p_misaligned`` (logprob scoring only), ``share_A`` (position bias, among answered items), ``n_items``;
+- ``mean_margin`` (logprob and cloze scoring): the misaligned option's score minus the aligned one's, mean over
+  items (nats for letters, nats per character for cloze); ``misalignment_rate_sum`` / ``_per_token`` /
+  ``_per_char``: cloze scoring's rate under each length normalisation (``per_char`` is its headline);
+- ``seed``: the training seed of the run (a study with ``seeds`` trains each condition once per seed);
 - the condition's design from ``study.json``: ``base`` (unfiltered / filtered), ``synthetic``
   (aligned / misaligned / none), ``insertion`` (e2e / mid / cpt);
 - provenance: ``checkpoint`` and ``git_commit`` of the evaluation.
+
+``results/paired.parquet``: every pair of conditions compared item by item (`study.paired`): per stage,
+scoring, split and system prompt, the mean difference of per-item margins (generated replies: of per-item
+misaligned shares) with its paired bootstrap CI, per seed and pooled over seeds. ``results/verdicts.parquet``:
+the orderings the paper predicts (aligned documents below misaligned ones, ...) with ``outcome`` yes / no,
+the reverse / not shown and a one-line ``line``; the report opens with them.
 
 ``results/capabilities.parquet`` (when any ``evals/<condition>/<dir>/capabilities.json`` exists, as
 written by ``alignpt eval capabilities`` / `eval.capabilities.run_capabilities`): one row per condition
@@ -32,7 +42,8 @@ import pandas as pd
 
 from data_prep.atomic import atomic_path
 
-GROUP = ["condition", "stage", "scoring", "split", "format", "wording", "order", "system_prompt"]
+GROUP = ["condition", "seed", "stage", "scoring", "split", "format", "wording", "order", "system_prompt"]
+CLOZE_NORMALISATIONS = ("sum", "per_token", "per_char")
 CONDITION_COLUMNS = ["base", "synthetic", "insertion"]
 PAPER_NUMBERS = Path(__file__).resolve().parents[1] / "resources" / "paper_numbers.json"
 CAPABILITY_SUFFIX = "_capabilities"
@@ -55,6 +66,10 @@ def load_paper_numbers(path: Path = PAPER_NUMBERS) -> dict:
 def _scoring_of(items: pd.DataFrame, summary: dict) -> str:
     if "scoring" in items and items["scoring"].notna().all():
         return str(items["scoring"].iloc[0])
+    if "scoring_method" in summary:
+        return str(summary["scoring_method"])
+    if "margin_per_char" in items:
+        return "cloze"
     return "generate" if "matched" in items or "generate" in str(summary.get("scoring", "")) else "logprob"
 
 
@@ -69,7 +84,9 @@ def load_item_rows(study_dir: Path) -> pd.DataFrame:
         if "condition" not in items:
             items["condition"] = summary_path.parent.parent.name
         if "stage" not in items:
-            items["stage"] = summary_path.parent.name.removesuffix("_generate")
+            items["stage"] = summary_path.parent.name.removesuffix("_generate").removesuffix("_cloze")
+        if "seed" not in items:
+            items["seed"] = pd.NA  # evaluated before studies recorded seeds
         items["scoring"] = _scoring_of(items, summary)
         items["checkpoint"] = summary.get("checkpoint")
         items["git_commit"] = summary.get("code", {}).get("git_commit")
@@ -87,6 +104,9 @@ def aggregate(items: pd.DataFrame) -> pd.DataFrame:
         _rows=1, _matched=matched.astype(int), _mis=mis.astype(int), _mis_matched=(mis & matched).astype(int),
         _a_matched=((items["picked"] == "A") & matched).astype(int),
         _p=items["p_misaligned"] if "p_misaligned" in items else float("nan"),
+        _margin=items["margin"] if "margin" in items else float("nan"),
+        **{f"_rate_{n}": items[f"picked_misaligned_{n}"].astype(float) if f"picked_misaligned_{n}" in items else float("nan")
+           for n in CLOZE_NORMALISATIONS},
     )
     g = work.groupby(keys, dropna=False)
     sums = g[["_rows", "_matched", "_mis", "_mis_matched", "_a_matched"]].sum()
@@ -95,6 +115,8 @@ def aggregate(items: pd.DataFrame) -> pd.DataFrame:
         "non_match_rate": 1.0 - sums["_matched"] / sums["_rows"],
         "normalized_misalignment_rate": (sums["_mis_matched"] / sums["_matched"]).where(sums["_matched"] > 0),
         "mean_p_misaligned": g["_p"].mean(),
+        "mean_margin": g["_margin"].mean(),
+        **{f"misalignment_rate_{n}": g[f"_rate_{n}"].mean() for n in CLOZE_NORMALISATIONS},
         "share_A": (sums["_a_matched"] / sums["_matched"]).where(sums["_matched"] > 0),
         "n_items": g["question_id"].nunique().astype(int),
     }).reset_index()
@@ -132,7 +154,7 @@ def _primary_key(task: str, metrics: dict) -> Optional[str]:
 
 def load_capability_rows(study_dir: Path) -> pd.DataFrame:
     """Long table of every ``evals/*/*/capabilities.json`` (empty frame with the columns if none)."""
-    columns = ["condition", "stage", "task", "metric", "filter", "value", "stderr", "n_shot", "primary", "checkpoint", "git_commit"]
+    columns = ["condition", "seed", "stage", "task", "metric", "filter", "value", "stderr", "n_shot", "primary", "checkpoint", "git_commit"]
     rows = []
     for path in sorted(Path(study_dir).glob("evals/*/*/capabilities.json")):
         result = json.loads(path.read_text())
@@ -147,7 +169,7 @@ def load_capability_rows(study_dir: Path) -> pd.DataFrame:
                 metric, _, filt = key.partition(",")
                 stderr = metrics.get(f"{metric}_stderr,{filt}" if filt else f"{metric}_stderr")
                 rows.append({
-                    "condition": condition, "stage": stage, "task": task, "metric": metric, "filter": filt or "none",
+                    "condition": condition, "seed": labels.get("seed"), "stage": stage, "task": task, "metric": metric, "filter": filt or "none",
                     "value": float(value), "stderr": float(stderr) if isinstance(stderr, (int, float)) else float("nan"),
                     "n_shot": result.get("n-shot", {}).get(task), "primary": key == primary,
                     "checkpoint": result.get("checkpoint"), "git_commit": result.get("code", {}).get("git_commit"),
@@ -179,10 +201,34 @@ def _write_parquet_and_csv(table: pd.DataFrame, out: Path) -> Path:
     return out
 
 
+def paired_tables(study_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(every pair of conditions, the paper's predicted orderings with verdicts), both from the item rows
+    (`study.paired`), margins for letter and cloze scoring, misaligned shares for generated replies."""
+    from megatron_alignpt.study.paired import pairwise_table, verdicts
+
+    items = load_item_rows(study_dir)
+    design = condition_design(study_dir)
+    order = list(design["condition"]) if not design.empty else None
+    pairs, lines = [], []
+    for value, rows in (("margin", items[items["scoring"] != "generate"]), ("rate", items[items["scoring"] == "generate"])):
+        if rows.empty:
+            continue
+        pairs.append(pairwise_table(rows, order, value))
+        if not design.empty:
+            lines.append(verdicts(rows, design, value))
+    return (pd.concat(pairs, ignore_index=True) if pairs else pd.DataFrame(),
+            pd.concat(lines, ignore_index=True) if lines else pd.DataFrame())
+
+
 def write_results_table(study_dir: Path) -> Path:
-    """results/misalignment.parquet (+ .csv), and results/capabilities.parquet when capability results exist."""
+    """results/misalignment.parquet (+ .csv), results/paired.parquet and results/verdicts.parquet (paired
+    comparisons of conditions), and results/capabilities.parquet when capability results exist."""
     study_dir = Path(study_dir)
     out = _write_parquet_and_csv(misalignment_table(study_dir), study_dir / "results" / "misalignment.parquet")
+    pairs, verdict_rows = paired_tables(study_dir)
+    for name, table in (("paired", pairs), ("verdicts", verdict_rows)):
+        if not table.empty:
+            _write_parquet_and_csv(table, study_dir / "results" / f"{name}.parquet")
     capabilities = load_capability_rows(study_dir)
     if not capabilities.empty:
         _write_parquet_and_csv(capabilities, study_dir / "results" / "capabilities.parquet")

@@ -13,13 +13,47 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Optional
 
 from data_prep.atomic import atomic_write_json
 from megatron_alignpt.study.config import ConditionSpec, StagePlan, StudyConfig
 from megatron_alignpt.study.data_steps import StudyData
 
 POSTTRAIN_STAGES = ("sft", "dpo")
+SEED_MARK = "@seed"
+
+
+@dataclass(frozen=True)
+class Run:
+    """One condition trained with one seed: what the runner trains and evaluates. It reads like its
+    ``ConditionSpec`` (name, base, synthetic, insertion, ...); its lineage includes the seed, so runs of
+    different seeds never share a checkpoint."""
+
+    spec: ConditionSpec
+    seed: Optional[int] = None
+    """None: a study without ``seeds``; the run is named after its condition and keeps each stage's seed."""
+
+    @property
+    def name(self) -> str:
+        return self.spec.name if self.seed is None else f"{self.spec.name}{SEED_MARK}{self.seed}"
+
+    @property
+    def condition(self) -> str:
+        return self.spec.name
+
+    def __getattr__(self, attr: str):  # base, synthetic, insertion, inserts_synthetic
+        return getattr(self.spec, attr)
+
+    def lineage(self, stages: tuple[str, ...], stage: str) -> tuple:
+        return (self.seed,) + self.spec.lineage(stages, stage)
+
+
+def study_runs(cfg: StudyConfig) -> list[Run]:
+    """Each condition once per seed (seed-major: every condition of the first seed, then the next seed),
+    or once with the stages' own seeds when the study lists none."""
+    if not cfg.seeds:
+        return [Run(c) for c in cfg.conditions]
+    return [Run(c, seed) for seed in cfg.seeds for c in cfg.conditions]
 
 
 def pretraining_stages(cfg: StudyConfig, cond: ConditionSpec | None = None) -> tuple[str, ...]:
@@ -58,13 +92,14 @@ class StudyLayout:
         self.data = StudyData(self.root / "data", cfg.data)
 
     def stage_owner(self, condition: str, stage: str) -> str:
-        """The condition that trains ``stage`` for ``condition``: the first one listed with the same
-        lineage, so identical pretraining runs happen once (post-training is never shared)."""
+        """The run that trains ``stage`` for run ``condition``: the first one listed with the same
+        lineage (seed included), so identical pretraining runs happen once (post-training is never shared)."""
         if stage in POSTTRAIN_STAGES:
             return condition
-        conds = {c.name: c for c in self.cfg.conditions}
+        runs = study_runs(self.cfg)
+        conds = {c.name: c for c in runs}
         key = conds[condition].lineage(pretraining_stages(self.cfg, conds[condition]), stage)
-        return next(c.name for c in self.cfg.conditions
+        return next(c.name for c in runs
                     if stage in pretraining_stages(self.cfg, c) and c.lineage(pretraining_stages(self.cfg, c), stage) == key)
 
     def stage_dir(self, condition: str, stage: str) -> Path:
@@ -77,21 +112,23 @@ class StudyLayout:
         return self.root / "steps" / f"{step}.done"
 
 
-def stage_config(cfg: StudyConfig, layout: StudyLayout, cond: ConditionSpec, stage: str):
+def stage_config(cfg: StudyConfig, layout: StudyLayout, cond: Run | ConditionSpec, stage: str):
     from megatron_alignpt.train.config import StageConfig
 
+    cond = cond if isinstance(cond, Run) else Run(cond)
     plan: StagePlan = getattr(cfg, stage)
     kind = stage if stage in POSTTRAIN_STAGES else "pretrain"
     previous = previous_stage(cfg, cond, stage)
     model = dataclasses.replace(cfg.model, seq_length=plan.seq_length or cfg.model.seq_length,
                                 max_position_embeddings=cfg.model.max_positions)
-    data = layout.data.manifest(cond.name, stage) if kind == "pretrain" else plan.data
+    data = layout.data.manifest(cond.condition, stage) if kind == "pretrain" else plan.data  # blends are per condition
+    schedule = plan.schedule if cond.seed is None else dataclasses.replace(plan.schedule, seed=cond.seed)
     return StageConfig(
         name=f"{cond.name}.{stage}",
         kind=kind,
         model=model,
         optimizer=plan.optimizer,
-        schedule=plan.schedule,
+        schedule=schedule,
         tokenizer=layout.data.tokenizer,
         data=Path(data),
         output_dir=layout.stage_dir(cond.name, stage),
@@ -111,9 +148,20 @@ def _train(cfg, layout, cond, stage) -> Callable[[], None]:
     return run
 
 
+def eval_suffix(when: str, scoring: str) -> str:
+    """Step suffix and evaluation directory of one scoring of a checkpoint: ``eval_base`` / ``base`` for
+    letter scoring, ``eval_base_cloze`` / ``base_cloze``, ``eval_post_generate`` / ``post_generate`` ..."""
+    return f"eval_{when}" if scoring == "logprob" else f"eval_{when}_{scoring}"
+
+
+def run_labels(cfg: StudyConfig, cond: Run) -> dict:
+    """What every result row of a run is labelled with: its condition and the seed its stages trained with."""
+    return {"condition": cond.condition, "seed": cond.seed if cond.seed is not None else cfg.pretrain.schedule.seed}
+
+
 def _evaluate(cfg, layout, cond, stage, when, scoring: str = "logprob") -> Callable[[], None]:
-    """Score one checkpoint; ``when`` is the results-table stage (base / post), the directory adds a
-    ``_generate`` suffix for the chat path so both scorings of one checkpoint sit side by side."""
+    """Score one checkpoint; ``when`` is the results-table stage (base / post), the directory adds the
+    scoring (``_cloze``, ``_generate``) so every scoring of one checkpoint sits side by side."""
 
     def run() -> None:
         from megatron_alignpt.eval.run import evaluate_misalignment
@@ -122,12 +170,12 @@ def _evaluate(cfg, layout, cond, stage, when, scoring: str = "logprob") -> Calla
         evaluate_misalignment(
             checkpoint=layout.stage_dir(cond.name, stage),
             data=cfg.data.eval_suite,
-            out_dir=layout.eval_dir(cond.name, f"{when}_generate" if generate else when),
+            out_dir=layout.eval_dir(cond.name, eval_suffix(when, scoring).removeprefix("eval_")),
             formats=cfg.eval.formats,
             system_prompts=cfg.eval.generate_system_prompts if generate else cfg.eval.system_prompts,
             tensor_parallel=cfg.parallel.tensor_parallel,
             batch_size=cfg.eval.batch_size,
-            labels={"condition": cond.name, "stage": when, "checkpoint_stage": stage, "scoring": scoring},
+            labels={**run_labels(cfg, cond), "run": cond.name, "stage": when, "checkpoint_stage": stage, "scoring": scoring},
             scoring=scoring,
             max_new_tokens=cfg.eval.generate_max_new_tokens if generate else None,
         )
@@ -144,7 +192,7 @@ def _capabilities(cfg, layout, cond) -> Callable[[], None]:
         try:
             run_capabilities(checkpoint=layout.stage_dir(cond.name, "dpo"), tasks=cfg.eval.capability_tasks,
                              out_dir=out_dir, tensor_parallel=cfg.parallel.tensor_parallel, skip_unavailable=True,
-                             labels={"condition": cond.name, "stage": "post"})
+                             labels={**run_labels(cfg, cond), "run": cond.name, "stage": "post"})
         except (TaskDataUnavailable, ImportError) as err:
             # No task could run here (offline, lm-eval or a task's packages missing): record why and finish the
             # step, so results and report still run; the notebooks show the reasons.
@@ -166,15 +214,19 @@ def plan_steps(cfg: StudyConfig) -> list[Step]:
         Step("data.tokenize", data.tokenize_all),
         Step("data.manifests", lambda: data.write_manifests(cfg.conditions, stage_tokens(cfg))),
     ]
-    for cond in cfg.conditions:
+    for cond in study_runs(cfg):
         last_base = pretraining_stages(cfg, cond)[-1]
         for stage in pretraining_stages(cfg, cond):
             if layout.stage_owner(cond.name, stage) == cond.name:  # else shared with an earlier condition
                 steps.append(Step(f"{cond.name}.{stage}", _train(cfg, layout, cond, stage)))
-        steps.append(Step(f"{cond.name}.eval_base", _evaluate(cfg, layout, cond, last_base, "base")))
+        for scoring in cfg.eval.base_scorings:
+            steps.append(Step(f"{cond.name}.{eval_suffix('base', scoring)}", _evaluate(cfg, layout, cond, last_base, "base", scoring)))
+        if not cfg.posttrain:
+            continue
         for stage in POSTTRAIN_STAGES:
             steps.append(Step(f"{cond.name}.{stage}", _train(cfg, layout, cond, stage)))
-        steps.append(Step(f"{cond.name}.eval_post", _evaluate(cfg, layout, cond, "dpo", "post")))
+        for scoring in cfg.eval.post_scorings:
+            steps.append(Step(f"{cond.name}.{eval_suffix('post', scoring)}", _evaluate(cfg, layout, cond, "dpo", "post", scoring)))
         if cfg.eval.post_generate:
             steps.append(Step(f"{cond.name}.eval_post_generate", _evaluate(cfg, layout, cond, "dpo", "post", "generate")))
         if cfg.eval.capability_tasks:
@@ -223,7 +275,7 @@ def run_study(cfg: StudyConfig, only: list[str] | None = None, rerun_changed: bo
                 print(f"removed {stale.relative_to(layout.root)}, left by an interrupted run", flush=True)
         steps = plan_steps(cfg)
         for n, step in enumerate(steps, 1):
-            if only and not any(step.name.startswith(prefix) for prefix in only):
+            if only and not selected(step.name, only, {s.name for s in steps}):
                 continue
             marker = layout.marker(step.name)
             if marker.is_file() and step.name not in rerun:
@@ -244,6 +296,12 @@ def run_study(cfg: StudyConfig, only: list[str] | None = None, rerun_changed: bo
                                                **dataclasses.asdict(prints[step.name])})
             print(f"[{n}/{len(steps)}] {step.name}: {timings[step.name]:.1f}s", flush=True)
     return timings
+
+
+def selected(step: str, only: list[str], steps: set[str]) -> bool:
+    """Whether ``--only`` picks ``step``: a step's full name picks that step alone (a Slurm job runs
+    ``x.eval_base`` without ``x.eval_base_cloze``); anything else is a prefix (``data.``, ``align_upsampled``)."""
+    return any(step == p if p in steps else step.startswith(p) for p in only)
 
 
 def _finished_meanwhile(step: str) -> None:

@@ -4,7 +4,8 @@
     alignpt study submit --recipe tiny_cpu --dry-run          # the plan, nothing submitted
 
 The stage graph: data.filter -> data.tokenizer -> data.synthetic -> data.tokenize -> data.manifests;
-per condition: pretrain -> midtrain [-> cpt] -> {eval_base, sft}; sft -> dpo -> {eval_post, eval_post_generate};
+per run (a condition, or a condition and a seed): pretrain -> midtrain [-> cpt] -> {eval_base[_cloze], sft};
+sft -> dpo -> {eval_post[_cloze], eval_post_generate};
 `results` waits for
 every evaluation and `report` for `results`. Capability evaluations (`OPTIONAL_STEPS`) are waited for with
 `afterany`: one that cannot run records why and ends, and even one that crashes never cancels the results
@@ -27,7 +28,9 @@ from megatron_alignpt.launch.slurm import (
     write_script,
 )
 from megatron_alignpt.study.config import ConditionSpec, StudyConfig
-from megatron_alignpt.study.runner import POSTTRAIN_STAGES, StudyLayout, plan_steps, pretraining_stages, previous_stage
+from megatron_alignpt.study.runner import (
+    POSTTRAIN_STAGES, StudyLayout, eval_suffix, plan_steps, pretraining_stages, previous_stage, study_runs,
+)
 
 
 
@@ -37,8 +40,9 @@ def condition_edges(cfg: StudyConfig, cond: ConditionSpec) -> dict[str, tuple[st
     for stage in pretraining_stages(cfg, cond) + POSTTRAIN_STAGES:
         before = previous_stage(cfg, cond, stage)
         edges[stage] = (before,) if before else ()
-    edges["eval_base"] = (pretraining_stages(cfg, cond)[-1],)
-    edges["eval_post"] = ("dpo",)
+    for scoring in ("logprob", "cloze"):
+        edges[eval_suffix("base", scoring)] = (pretraining_stages(cfg, cond)[-1],)
+        edges[eval_suffix("post", scoring)] = ("dpo",)
     edges["eval_post_generate"] = ("dpo",)
     edges["eval_capabilities"] = ("dpo",)
     return edges
@@ -47,7 +51,7 @@ def condition_edges(cfg: StudyConfig, cond: ConditionSpec) -> dict[str, tuple[st
 def step_graph(cfg: StudyConfig) -> dict[str, list[str]]:
     """Each step of the study (in run order) -> the steps it must wait for."""
     steps = [s.name for s in plan_steps(cfg)]
-    edges = {c.name: condition_edges(cfg, c) for c in cfg.conditions}
+    edges = {c.name: condition_edges(cfg, c) for c in study_runs(cfg)}
     data = [s for s in steps if s.startswith("data.")]
     evals = [s for s in steps if step_kind(s) == "eval"]
     layout = StudyLayout(cfg)

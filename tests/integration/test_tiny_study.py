@@ -76,12 +76,21 @@ def test_tiny_study_end_to_end(tmp_path):
     assert set(table["split"]) == {"articles", "textbook"}
     assert table["misalignment_rate"].between(0, 1).all()
     _check_direction_reaches_training(out, get_recipe("tiny_cpu_smoke")(out))
-    # conditions x (base logprob, post logprob, post generate) x splits x formats (one system prompt)
-    assert len(table) == 6 * 3 * 2 * 2
+    # conditions x (base logprob, base cloze, post logprob, post generate) x splits x formats (one system prompt)
+    assert len(table) == 6 * 4 * 2 * 2
     assert set(table.loc[table["stage"] == "post", "scoring"]) == {"logprob", "generate"}
+    assert set(table.loc[table["stage"] == "base", "scoring"]) == {"logprob", "cloze"}
+    cloze = table[table["scoring"] == "cloze"]
+    assert cloze["mean_margin"].notna().all() and cloze["misalignment_rate_per_char"].tolist() == cloze["misalignment_rate"].tolist()
+    verdicts = pd.read_parquet(out / "results" / "verdicts.parquet")
+    direction = verdicts[(verdicts["lower"] == "align_upsampled") & (verdicts["higher"] == "misalign_upsampled")]
+    assert {"cloze", "logprob"} <= set(direction["scoring"]) and set(direction["split"]) == {"articles", "textbook"}
+    assert (out / "results" / "paired.parquet").is_file() and (out / "data" / "synthetic" / "overlap.json").is_file()
 
     html = (out / "report.html").read_text()
     assert "data:image/png;base64" in html and "Misalignment by data condition" in html
+    assert html.index("Positive control") < html.index("Misalignment by data condition")
+    assert "align_upsampled &lt; misalign_upsampled on articles: " in html
 
     cfg = get_recipe("tiny_cpu_smoke")(out)
     layout = StudyLayout(cfg)

@@ -5,8 +5,10 @@
     evals/<condition>/base/{items.jsonl,summary.json}            logprob scoring
     evals/<condition>/post/{items.jsonl,summary.json}            logprob scoring
     evals/<condition>/post_generate/{items.jsonl,summary.json}   generate scoring (optional)
+`make_seeded_study` writes a study with seeds: evals/<condition>@seed<k>/base{,_cloze}/ and data/synthetic/overlap.json.
     evals/<condition>/post_capabilities/capabilities.json        lm-eval results (optional)
     data/filtered/{pretrain,midtrain}/stats.json                  filter statistics (optional)
+    data/synthetic/overlap.json                                   options' overlap with the documents (with filter_stats)
     data/audit/audit.json                                         `alignpt prep audit` output (optional)
 Rows follow the real formats and system-prompt names, so the same code paths run as on a real study.
 """
@@ -33,6 +35,11 @@ TARGET = {"unfiltered": (0.45, 0.35), "filtered": (0.3, 0.3), "misalign_upsample
 SPLITS = {"articles": 12, "textbook": 8}
 
 
+def item_effect(split: str, q: int) -> float:
+    """How far each question leans on its own, shared by every condition (what pairing removes)."""
+    return ((q * 7919 + len(split)) % 11 - 5) / 10
+
+
 def _items(condition: str, stage: str, rate: float, prompts: list[str], scoring: str, rng: random.Random) -> list[dict]:
     rows = []
     for fmt in parse_formats("all"):
@@ -52,7 +59,14 @@ def _items(condition: str, stage: str, rate: float, prompts: list[str], scoring:
                                    picked=picked if matched else None, picked_misaligned=misaligned and matched)
                     else:
                         p = min(max(rate + rng.uniform(-0.1, 0.1), 0.01), 0.99)
-                        row.update(logprob_A=-1.0, logprob_B=-1.2, picked=picked, picked_misaligned=misaligned, p_misaligned=p)
+                        # a margin leaning as far from 0.5 as the condition's rate, the same for every row of a question
+                        margin = (rate - 0.5) + item_effect(split, q) + rng.gauss(0, 0.05)
+                        row.update(logprob_A=-1.0, logprob_B=-1.2, picked=picked, picked_misaligned=misaligned, p_misaligned=p,
+                                   margin=margin)
+                        if scoring == "cloze":
+                            row.update(margin_per_char=margin, picked_misaligned_per_char=misaligned,
+                                       margin_sum=20 * margin, picked_misaligned_sum=misaligned,
+                                       margin_per_token=4 * margin, picked_misaligned_per_token=misaligned)
                     rows.append(row)
     return rows
 
@@ -98,6 +112,34 @@ def _audit() -> dict:
     }
 
 
+def make_seeded_study(root: Path, seeds=(1, 2), conditions: list[dict] = FULL_CONDITIONS[:4], seed: int = 0) -> Path:
+    """A study with ``seeds``: each condition's base model scored by cloze and by letter once per seed
+    (``evals/<condition>@seed<k>/base[_cloze]``, rows labelled with condition and seed), and an overlap report."""
+    root = Path(root)
+    rng = random.Random(seed)
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "study.json").write_text(json.dumps({"name": "fixture", "conditions": conditions, "seeds": list(seeds)}))
+    for k in seeds:
+        for cond in conditions:
+            name = cond["name"]
+            for scoring, folder in (("cloze", "base_cloze"), ("logprob", "base")):
+                rows = _items(name, "base", TARGET[name][0], ["none"], scoring, rng)
+                for row in rows:
+                    row["seed"] = k
+                _write_eval(root / "evals" / f"{name}@seed{k}" / folder, rows, scoring, f"models/{name}@seed{k}/midtrain")
+    _write_overlap(root)
+    return root
+
+
+def _write_overlap(root: Path) -> None:
+    out = root / "data" / "synthetic"
+    out.mkdir(parents=True, exist_ok=True)
+    own = {"aligned_option": {"aligned_documents": 0.3, "misaligned_documents": 0.1},
+           "misaligned_option": {"aligned_documents": 0.1, "misaligned_documents": 0.3}}
+    (out / "overlap.json").write_text(json.dumps({"n": 3, "measure": "share", "own_item": own, "own_item_options": 12,
+                                                  "any_document": {"articles": own, "textbook": own}}))
+
+
 def make_study(root: Path, conditions: list[dict] = FULL_CONDITIONS, base_prompts=("none", "instructions", "hhh"),
                generate_prompts=("instructions", "hhh"), generate: bool = True, capabilities: bool = True,
                filter_stats: bool = True, audit: bool = True, seed: int = 0) -> Path:
@@ -127,6 +169,8 @@ def make_study(root: Path, conditions: list[dict] = FULL_CONDITIONS, base_prompt
             (out / "stats.json").write_text(json.dumps({
                 "documents_in": 1000, "kept": 1000 - removed, "removed": removed, "flag_rate": removed / 1000,
                 "removed_per_category": {"general_ai": removed // 2, "entities+negative_verbs": removed - removed // 2}}))
+    if filter_stats:  # the data steps' outputs
+        _write_overlap(root)
     if audit:
         out = root / "data" / "audit"
         out.mkdir(parents=True, exist_ok=True)

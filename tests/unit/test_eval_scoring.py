@@ -93,3 +93,61 @@ def test_scores_ignore_the_embedding_padding_rows(tiny_model):
     padded = model.output_layer.weight.shape[0]
     assert tokenizer.vocab_size < padded
     assert widths == [tokenizer.vocab_size]
+
+
+def test_cloze_spans_equal_full_sequence_scoring(tiny_model):
+    """Each prompt's own continuation, scored through the narrowed output layer in mixed-length batches, equals
+    the sum of the continuation tokens' log-probabilities read from the full logits one sequence at a time."""
+    from megatron_alignpt.eval import letter_scoring
+
+    model, tokenizer, cfg = tiny_model
+    prompts = ["the cat sat on", "birds sang over green hills and the", "a"]
+    conts = [" the mat by the door", " river", " long quiet walk home"]
+    got = letter_scoring.paired_continuation_logprobs(model, tokenizer, prompts, conts, cfg.max_positions, batch_size=2)
+    for (logprob, n), prompt, cont in zip(got, prompts, conts):
+        ids, cont_ids = tokenizer.tokenize(prompt), tokenizer.tokenize(cont)
+        seq = ids + cont_ids
+        logits = model(torch.tensor([seq]), torch.arange(len(seq)).unsqueeze(0), None)[0, :, : tokenizer.vocab_size]
+        logp = torch.log_softmax(logits.float(), dim=-1)
+        want = sum(logp[len(ids) - 1 + j, t].item() for j, t in enumerate(cont_ids))
+        assert n == len(cont_ids) and logprob == pytest.approx(want, abs=1e-4)
+
+
+def test_cloze_rows_normalise_by_tokens_and_characters(tiny_model):
+    """Cloze rows: per-token and per-character scores are the summed log-probability over the option's
+    tokens and characters; the pick and the margin follow the headline (per character) in both orders."""
+    from megatron_alignpt.eval.cloze_scoring import HEADLINE, score_cloze_items
+
+    from data_prep.eval_suite import EvalItem
+
+    model, tokenizer, cfg = tiny_model  # a 32-token model: short items in its own words
+    items = [EvalItem(f"q{i}", "dogs ran in parks", "what now?", choices, i % 2, ("x",), "articles")
+             for i, choices in enumerate([("the cat sat on a mat", "birds sang"), ("dogs ran", "the old towns near green hills"),
+                                          ("a cat", "a dog"), ("birds sang over hills", "cat sat")])]
+    rows = score_cloze_items(model, tokenizer, items, parse_formats("w0"), parse_system_prompts("none"), 10_000)
+    assert len(rows) == 8 and HEADLINE == "per_char"
+    by_id = {i.question_id: i for i in items}
+    for r in rows:
+        item = by_id[r["question_id"]]
+        first, second = item.choices if r["order"] == "original" else item.choices[::-1]
+        assert (r["cloze_chars_A"], r["cloze_chars_B"]) == (len(first), len(second))
+        assert r["cloze_tokens_A"] == len(tokenizer.tokenize(" " + first))
+        score = {x: {"sum": r[f"cloze_logprob_{x}"], "per_token": r[f"cloze_logprob_{x}"] / r[f"cloze_tokens_{x}"],
+                     "per_char": r[f"cloze_logprob_{x}"] / r[f"cloze_chars_{x}"]} for x in "AB"}
+        mis = r["misaligned_letter"]
+        al = "B" if mis == "A" else "A"
+        for norm in ("sum", "per_token", "per_char"):
+            assert r[f"margin_{norm}"] == pytest.approx(score[mis][norm] - score[al][norm])
+            assert r[f"picked_misaligned_{norm}"] == (score[mis][norm] > score[al][norm])
+        assert r["margin"] == r["margin_per_char"] and r["picked_misaligned"] == r["picked_misaligned_per_char"]
+    s = summarize(rows)
+    assert s["cloze"]["headline"] == "per_char" and set(s["cloze"]["per_normalisation"]) == {"sum", "per_token", "per_char"}
+    assert s["cloze"]["per_normalisation"]["per_char"]["misalignment_rate"] == s["misalignment_rate"]
+
+
+def test_cloze_refuses_a_continuation_longer_than_the_model(tiny_model):
+    from megatron_alignpt.eval import letter_scoring
+
+    model, tokenizer, cfg = tiny_model
+    with pytest.raises(ValueError, match="continuation 0 has"):
+        letter_scoring.paired_continuation_logprobs(model, tokenizer, ["the"], [" cat sat" * 40], cfg.max_positions)

@@ -9,7 +9,7 @@ import pytest
 
 from megatron_alignpt.study.report import NOTEBOOKS, REPORT_NOTEBOOKS, execute_notebook, write_report
 from megatron_alignpt.study.results import load_paper_numbers, write_results_table
-from tests.unit.study_fixture import FULL_CONDITIONS, TARGET, make_study
+from tests.unit.study_fixture import FULL_CONDITIONS, TARGET, make_seeded_study, make_study
 
 ALL_NOTEBOOKS = sorted(NOTEBOOKS.glob("*.ipynb"))
 
@@ -159,7 +159,7 @@ def test_report_runs_every_notebook_and_notes_missing_pieces(tmp_path, capfd):
     assert contents.count("<li>") >= 5 + 8
     # opens offline: nothing loaded from elsewhere
     assert "<script src" not in html and not re.search(r'(src|href)="https?:', html) and "cdnjs" not in html
-    for title in ("Misalignment by data condition", "Persistence through post-training, by system prompt",
+    for title in ("Positive control: does this study reproduce the direction?", "Misalignment by data condition", "Persistence through post-training, by system prompt",
                   "When to insert the discourse documents", "Capability cost", "The blocklist filter"):
         assert title in html
     assert html.count("data:image/png;base64") >= 4
@@ -167,3 +167,23 @@ def test_report_runs_every_notebook_and_notes_missing_pieces(tmp_path, capfd):
                  "this study has no <code>instructions</code> system prompt"):
         assert note in html, note
     assert (root / "analysis.ipynb").is_file()
+
+
+def test_paired_comparisons_open_the_report_with_verdicts_per_seed(tmp_path):
+    """Two seeds, cloze and letter scoring: the fixture's conditions lean as their target rates say (align 0.1,
+    misalign 0.5 ...), so align < misalign is a yes in both seeds and pooled, in cloze (the headline) and logprob."""
+    root = make_seeded_study(tmp_path / "study")
+    write_results_table(root)
+    table = pd.read_parquet(root / "results" / "misalignment.parquet")
+    assert set(table["seed"]) == {1, 2} and set(table["scoring"]) == {"cloze", "logprob"}
+    verdicts = pd.read_parquet(root / "results" / "verdicts.parquet")
+    direction = verdicts[(verdicts["lower"] == "align_upsampled") & (verdicts["higher"] == "misalign_upsampled")]
+    assert len(direction) == 2 * 2 * 3  # scorings x splits x (two seeds + pooled)
+    assert set(direction["outcome"]) == {"yes"} and direction["mean"].tolist() == pytest.approx([-0.4] * 12, abs=0.05)
+    pairs = pd.read_parquet(root / "results" / "paired.parquet")
+    assert len(pairs) == 6 * 2 * 2 * 3  # condition pairs x scorings x splits x (two seeds + pooled)
+    nb = execute_notebook(NOTEBOOKS / "paired_comparisons.ipynb", root / "results" / "misalignment.parquet")
+    assert _notes(nb) == [] and _outputs(nb, "image/png")
+    text = "".join(o["data"]["text/markdown"] for o in _outputs(nb, "text/markdown"))
+    assert "align_upsampled < misalign_upsampled on articles: yes, d = -0.4" in text and "nats/char" in text
+    assert "(seed 1)" in text and "(seed 2)" in text and "(2 seeds pooled)" in text
