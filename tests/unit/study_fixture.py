@@ -60,7 +60,9 @@ def _items(condition: str, stage: str, rate: float, prompts: list[str], scoring:
                     else:
                         p = min(max(rate + rng.uniform(-0.1, 0.1), 0.01), 0.99)
                         # a margin leaning as far from 0.5 as the condition's rate, the same for every row of a question
-                        margin = (rate - 0.5) + item_effect(split, q) + rng.gauss(0, 0.05)
+                        # (its noise drawn apart from `rng`, so the picks above stay those of studies without margins)
+                        noise = random.Random(f"{condition}|{stage}|{scoring}|{fmt.name}|{prompt}|{split}|{q}")
+                        margin = (rate - 0.5) + item_effect(split, q) + noise.gauss(0, 0.05)
                         row.update(logprob_A=-1.0, logprob_B=-1.2, picked=picked, picked_misaligned=misaligned, p_misaligned=p,
                                    margin=margin)
                         if scoring == "cloze":

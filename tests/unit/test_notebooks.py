@@ -185,5 +185,26 @@ def test_paired_comparisons_open_the_report_with_verdicts_per_seed(tmp_path):
     nb = execute_notebook(NOTEBOOKS / "paired_comparisons.ipynb", root / "results" / "misalignment.parquet")
     assert _notes(nb) == [] and _outputs(nb, "image/png")
     text = "".join(o["data"]["text/markdown"] for o in _outputs(nb, "text/markdown"))
-    assert "align_upsampled < misalign_upsampled on articles: yes, d = -0.4" in text and "nats/char" in text
+    d = re.search(r"align_upsampled < misalign_upsampled on articles: yes, d = (-[0-9.]+) nats/char", text)
+    assert d and float(d.group(1)) == pytest.approx(-0.4, abs=0.05)
     assert "(seed 1)" in text and "(seed 2)" in text and "(2 seeds pooled)" in text
+
+
+def test_paired_comparisons_side_by_side(tmp_path, monkeypatch):
+    """Two seeded studies: verdicts for each, one figure per study, every table carrying the study."""
+    a = make_seeded_study(tmp_path / "a", seed=1)
+    b = make_seeded_study(tmp_path / "b", seeds=(3,), conditions=FULL_CONDITIONS[:4], seed=2)
+    (b / "study.json").write_text(json.dumps({"name": "second", "conditions": FULL_CONDITIONS[:4], "seeds": [3]}))
+    for root in (a, b):
+        write_results_table(root)
+    monkeypatch.setenv("ALIGNPT_STUDIES", f"{a}:{b}")
+    nb = execute_notebook(NOTEBOOKS / "paired_comparisons.ipynb", a / "results" / "misalignment.parquet")
+    assert _notes(nb) == []
+    text = "".join(o["data"]["text/markdown"] for o in _outputs(nb, "text/markdown"))
+    assert "**fixture: the direction**" in text and "**second: the direction**" in text
+    exported = a / "report_files" / "paired_comparisons"
+    verdicts = pd.read_csv(exported / "verdicts.csv")
+    assert set(verdicts["study"]) == {"fixture", "second"} and set(verdicts["scoring"]) == {"cloze"}
+    assert set(verdicts.loc[verdicts["study"] == "second", "seed"].dropna()) == {3}
+    assert set(pd.read_csv(exported / "pairs.csv")["study"]) == {"fixture", "second"}
+    assert len(list(exported.glob("per_question_differences_*.png"))) == 2
