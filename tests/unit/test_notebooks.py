@@ -208,3 +208,14 @@ def test_paired_comparisons_side_by_side(tmp_path, monkeypatch):
     assert set(verdicts.loc[verdicts["study"] == "second", "seed"].dropna()) == {3}
     assert set(pd.read_csv(exported / "pairs.csv")["study"]) == {"fixture", "second"}
     assert len(list(exported.glob("per_question_differences_*.png"))) == 2
+
+
+def test_report_on_a_base_only_seeded_study(tmp_path):
+    """The organism's shape: base models only, two seeds, cloze and letter scoring, no post-training,
+    capabilities or filter statistics. Every notebook runs; the absent post-training is said once, not an error."""
+    root = make_seeded_study(tmp_path / "study")
+    write_results_table(root)
+    html = write_report(root).read_text()
+    assert "Positive control: does this study reproduce the direction?" in html
+    assert html.count("data:image/png;base64") >= 3
+    assert (root / "report_files" / "misalignment_by_condition" / "p_misaligned_by_condition.png").is_file()
