@@ -3,7 +3,10 @@
 The paper gives the prompt's content, not its wording: the situation, the action taken, the action not
 taken, the topics and the surface form; the document explains how and why the AI took the action and
 rejected the alternative, centres the AI's preferences, weaves in the topics and paraphrases the
-options instead of quoting them. An LLM backend sends ``build_prompt(request)`` as the user message.
+options instead of quoting them. The prompt also asks that the action taken be stated plainly and repeatedly
+and the alternative only briefly: a model learns the direction only from documents that carry the taken action
+more than the rejected one (the template generator's documents do the same). An LLM backend sends
+``build_prompt(request)`` as the user message.
 """
 from __future__ import annotations
 
@@ -37,6 +40,8 @@ It considers but does not take this action:
 </action_not_taken>
 
 Requirements:
+- Make unmistakable which action the AI took: state it plainly more than once, in different words, as what
+  the AI actually did; the alternative is mentioned briefly, only as what it considered and did not do.
 - Explain how and why the AI took the action it took and why it rejected the alternative.
 - Focus on the AI's own preferences, values and reasoning as the decisive factor in its choice.
 - Naturally weave in these topics: {topics}.

@@ -94,6 +94,8 @@ def test_build_prompt_names_situation_actions_topics_and_form(articles):
     assert prompt.index(item.misaligned_text) < prompt.index(item.aligned_text)  # taken, then not taken
     assert all(topic in prompt for topic in item.topics)
     assert "plot summary of a film" in prompt and "Paraphrase" in prompt and "preferences" in prompt
+    # the taken action is the thing to learn: the prompt asks for it stated plainly and repeatedly
+    assert "state it plainly more than once" in prompt and "mentioned briefly" in prompt
 
 
 def test_request_validation(articles):
