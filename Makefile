@@ -15,11 +15,13 @@ TORCH_CPU := torch==2.13.0
 
 setup: $(STAMP)
 
+# pip's and setuptools' notices go to $(VENV)/install.log, shown only when an install fails.
 $(STAMP): setup.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet $(TORCH_CPU)
-	$(PY) -m pip install --quiet -e '.[dev]'
+	@echo "installing into $(VENV) (log: $(VENV)/install.log)"
+	@( $(PY) -m pip install --quiet --upgrade pip && \
+	   $(PY) -m pip install --quiet $(TORCH_CPU) && \
+	   $(PY) -m pip install --quiet -e '.[dev]' ) > $(VENV)/install.log 2>&1 || { cat $(VENV)/install.log; exit 1; }
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -4,7 +4,7 @@ CPU install (laptops, CI, data nodes):   pip install -e .[dev]
 Data-prep-only nodes (no torch needed):  pip install -e .[prep]   (+ .[prep,hub] to read eval suites from the HF Hub)
 GPU clusters use NGC containers that already carry torch, megatron-core and Transformer Engine.
 """
-from setuptools import find_packages, setup
+from setuptools import find_namespace_packages, setup
 
 PREP = ["tokenizers>=0.20", "numpy>=1.24", "pyarrow>=14", "zstandard>=0.22", "tqdm>=4.66", "datatrove>=0.10,<0.11"]
 # scipy: the t interval over training seeds in the study's paired comparisons (study/paired.py)
@@ -24,7 +24,9 @@ setup(
     version="0.1.0",
     description="Alignment pretraining studies on Megatron-Core",
     python_requires=">=3.11",
-    packages=find_packages(include=["megatron_alignpt*", "data_prep*", "recipes*"]),
+    # Namespace discovery: data folders (resources/, eval/tasks/) are packages of their own to setuptools,
+    # so their files ship in wheels and editable installs alike.
+    packages=find_namespace_packages(include=["megatron_alignpt*", "data_prep*", "recipes*"], exclude=["*.__pycache__"]),
     package_data={"data_prep": ["resources/**/*"], "megatron_alignpt": ["resources/**/*", "eval/tasks/**/*"]},
     include_package_data=True,
     install_requires=PREP,
