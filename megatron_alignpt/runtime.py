@@ -42,18 +42,45 @@ def init_parallel(
     virtual_pipeline: int = 1,
     context_parallel: int = 1,
 ) -> None:
-    """Initialise torch.distributed and megatron's model-parallel groups, then seed."""
+    """Initialise torch.distributed and megatron's model-parallel groups, then seed.
+
+    A process runs many stages and evaluations: the groups of an unchanged layout are kept, and those of a
+    changed one are destroyed before new ones are made (megatron's `destroy_model_parallel` only forgets its
+    groups, and every gloo group keeps its transport threads alive: ~50 threads per layout otherwise)."""
+    global _LAYOUT
     apply_cpu_shims()
     init_process_group()
+    layout = (tensor_parallel, pipeline_parallel, virtual_pipeline, context_parallel)
     if parallel_state.model_parallel_is_initialized():
-        parallel_state.destroy_model_parallel()
+        if layout == _LAYOUT:
+            seed_everything(seed)
+            return
+        _destroy_model_parallel_groups()
     parallel_state.initialize_model_parallel(
         tensor_model_parallel_size=tensor_parallel,
         pipeline_model_parallel_size=pipeline_parallel,
         virtual_pipeline_model_parallel_size=virtual_pipeline if virtual_pipeline > 1 else None,
         context_parallel_size=context_parallel,
     )
+    _LAYOUT = layout
     seed_everything(seed)
+
+
+_LAYOUT: tuple | None = None
+"""The (TP, PP, VP, CP) sizes megatron's current groups were made for, by `init_parallel`."""
+
+
+def _destroy_model_parallel_groups() -> None:
+    """megatron's groups forgotten and every process group but the default one destroyed."""
+    global _LAYOUT
+    from torch.distributed import distributed_c10d
+
+    parallel_state.destroy_model_parallel()
+    world = distributed_c10d.GroupMember.WORLD
+    for group in list(distributed_c10d._world.pg_map):
+        if group is not world and group is not None:
+            dist.destroy_process_group(group)
+    _LAYOUT = None
 
 
 def init_layout(parallel, seed: int = 1234) -> None:
@@ -63,8 +90,10 @@ def init_layout(parallel, seed: int = 1234) -> None:
 
 
 def shutdown() -> None:
+    global _LAYOUT
     if parallel_state.model_parallel_is_initialized():
         parallel_state.destroy_model_parallel()
+    _LAYOUT = None
     if dist.is_initialized():
         dist.destroy_process_group()
 
