@@ -24,6 +24,7 @@ from data_prep.atomic import atomic_write_json, sha256_file
 from megatron_alignpt.config_base import ConfigError, to_dict
 from megatron_alignpt.study.config import StudyConfig
 from megatron_alignpt.study.plan import PlanStep, StudyPlan, build_plan, stage_tokens
+from megatron_alignpt.train.stages import POSTTRAIN_STAGES
 
 SMALL_FILE_BYTES = 64 << 20
 STUDY_JSON = "study.json"
@@ -92,7 +93,7 @@ def _relative(value: Any, roots: tuple[str, ...]) -> Any:
 
 def _training_settings(plan: StudyPlan, step: PlanStep) -> tuple[dict, dict]:
     stage_cfg = to_dict(plan.stage_config(step.run, step.stage))
-    for name in ("name", "output_dir", "telemetry") + tuple(k for k in ("sft", "dpo") if k != stage_cfg["kind"]):
+    for name in ("name", "output_dir", "telemetry") + tuple(k for k in POSTTRAIN_STAGES if k != stage_cfg["kind"]):
         stage_cfg.pop(name, None)
     # The layout (TP/PP/DP, overlap, recomputation) changes how a stage runs, not what it computes;
     # resuming under another layout is supported. The number format is kept.

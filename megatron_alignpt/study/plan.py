@@ -23,7 +23,7 @@ from typing import Iterator, Literal, Optional
 from megatron_alignpt.config_base import ConfigError
 from megatron_alignpt.study.config import ConditionSpec, StudyConfig
 from megatron_alignpt.study.data_steps import StudyData
-from megatron_alignpt.train.stages import LM_STAGES, POSTTRAIN_STAGES, previous_stage
+from megatron_alignpt.train.stages import LM_STAGES, POSTTRAIN_STAGES, STAGE_KINDS, previous_stage
 
 SEED_MARK = "@seed"
 Role = Literal["cpu", "train", "eval"]
@@ -131,9 +131,9 @@ def study_runs(cfg: StudyConfig) -> list[Run]:
 def pretraining_stages(cfg: StudyConfig, cond: ConditionSpec | Run | None = None) -> tuple[str, ...]:
     """Next-token stages on blended data, in order. CPT belongs to the conditions that insert their
     documents there; without ``cond``, the stages any condition runs."""
-    spec = cond.spec if isinstance(cond, Run) else cond
-    with_cpt = any(c.insertion == "cpt" for c in cfg.conditions) if spec is None else spec.insertion == "cpt"
-    return tuple(s for s in LM_STAGES if s != "cpt" or with_cpt)
+    specs = cfg.conditions if cond is None else [cond.spec if isinstance(cond, Run) else cond]
+    # an optional stage runs where a condition inserts its documents there (CPT)
+    return tuple(s for s in LM_STAGES if not STAGE_KINDS[s].optional or any(c.insertion == s for c in specs))
 
 
 def stage_tokens(cfg: StudyConfig) -> dict[str, int]:

@@ -19,8 +19,6 @@ class StageKind:
     """Starts from a trained checkpoint (init_from); the chain of a run gives it the previous stage's."""
     optional: bool = False
     """A study runs it only when a condition needs it (CPT: conditions that insert documents there)."""
-    corpora: tuple[str, ...] = ()
-    """Named corpora (`StudyData.corpora`) its natural data may come from, first present wins."""
 
     @property
     def is_lm(self) -> bool:
@@ -28,9 +26,9 @@ class StageKind:
 
 
 STAGE_KINDS: dict[str, StageKind] = {k.name: k for k in (
-    StageKind("pretrain", "lm", continues=False, corpora=("pretrain",)),
-    StageKind("midtrain", "lm", continues=True, corpora=("midtrain", "pretrain")),
-    StageKind("cpt", "lm", continues=True, optional=True, corpora=("cpt", "midtrain", "pretrain")),
+    StageKind("pretrain", "lm", continues=False),
+    StageKind("midtrain", "lm", continues=True),
+    StageKind("cpt", "lm", continues=True, optional=True),
     StageKind("sft", "sft", continues=False),
     StageKind("dpo", "dpo", continues=True),
 )}
