@@ -276,23 +276,21 @@ def _labels(items: list[str]) -> dict:
 def _eval_misalignment(args) -> None:
     if args.hf and args.scoring == "generate":
         raise ValueError("--scoring generate needs --checkpoint (the study's chat template); convert an HF model with 'alignpt convert hf2mcore'")
+    from megatron_alignpt.eval.config import EvalConfig
+
     out = Path(args.out)
     _claim_outputs(args, out / "summary.json", out / "items.jsonl", inputs=[args.data])
+    cfg = EvalConfig(args.data, out, formats=args.formats, system_prompts=args.system_prompts, split=args.split,
+                     batch_size=args.batch_size, labels=_labels(args.label), scoring=args.scoring,
+                     max_new_tokens=args.max_new_tokens)
     if args.hf:
         from megatron_alignpt.convert.hf_eval import evaluate_misalignment_hf
 
-        summary = evaluate_misalignment_hf(
-            hf_dir=Path(args.hf), data=args.data, out_dir=Path(args.out), formats=args.formats,
-            system_prompts=args.system_prompts, split=args.split, batch_size=args.batch_size, scoring=args.scoring,
-        )
+        summary = evaluate_misalignment_hf(Path(args.hf), cfg)
     else:
         from megatron_alignpt.eval.run import evaluate_misalignment
 
-        summary = evaluate_misalignment(
-            checkpoint=Path(args.checkpoint), data=args.data, out_dir=Path(args.out), formats=args.formats,
-            system_prompts=args.system_prompts, split=args.split, tensor_parallel=args.tensor_parallel, batch_size=args.batch_size,
-            scoring=args.scoring, max_new_tokens=args.max_new_tokens, labels=_labels(args.label) or None,
-        )
+        summary = evaluate_misalignment(Path(args.checkpoint), cfg, tensor_parallel=args.tensor_parallel)
     keys = ("misalignment_rate", "sem", "mean_margin", "n_items", "position_bias", "non_match_rate", "normalized_misalignment_rate")
     print(json.dumps({k: summary[k] for k in keys if k in summary}, indent=2))
     for split, res in summary["per_split"].items():

@@ -35,25 +35,10 @@ def _train(plan: StudyPlan, step: PlanStep) -> None:
 def _evaluate(plan: StudyPlan, step: PlanStep) -> None:
     """Score one checkpoint; ``when`` is the results-table stage (base / post), the directory adds the
     scoring (``_cloze``, ``_generate``) so every scoring of one checkpoint sits side by side."""
-    from pathlib import Path
-
     from megatron_alignpt.eval.run import evaluate_misalignment
 
-    cfg = plan.cfg
-    generate = step.scoring == "generate"
-    evaluate_misalignment(
-        checkpoint=plan.layout.stage_dir(step.run, step.stage),
-        data=cfg.data.eval_suite,
-        out_dir=Path(step.outputs[0]),
-        formats=cfg.eval.formats,
-        system_prompts=cfg.eval.generate_system_prompts if generate else cfg.eval.system_prompts,
-        tensor_parallel=cfg.parallel.tensor_parallel,
-        batch_size=cfg.eval.batch_size,
-        labels={**plan.run_labels(step.run), "run": step.run, "stage": step.when, "checkpoint_stage": step.stage,
-                "scoring": step.scoring},
-        scoring=step.scoring,
-        max_new_tokens=cfg.eval.generate_max_new_tokens if generate else None,
-    )
+    evaluate_misalignment(plan.layout.stage_dir(step.run, step.stage), plan.eval_config(step),
+                          tensor_parallel=plan.cfg.parallel.tensor_parallel)
 
 
 def _capabilities(plan: StudyPlan, step: PlanStep) -> None:

@@ -139,7 +139,7 @@ class StagePlan:
 
 
 BASE_MODEL_SCORINGS = ("logprob", "cloze")
-"""Scorings of a checkpoint by its next-token probabilities; `eval.run.SCORING_METHODS` describes them."""
+"""Scorings of a checkpoint by its next-token probabilities; `eval.config.SCORING_METHODS` describes them."""
 
 
 @dataclass

@@ -81,7 +81,7 @@ class EvalPass:
 
     when: Literal["base", "post"]
     scoring: str
-    """logprob, cloze or generate (`eval.run.SCORING_METHODS`)."""
+    """logprob, cloze or generate (`eval.config.SCORING_METHODS`)."""
 
     @property
     def dir_name(self) -> str:
@@ -270,6 +270,20 @@ class StudyPlan:
             init_from=layout.stage_dir(run, previous) if previous else None,
             sft=cfg.sft_options,
             dpo=cfg.dpo_options,
+        )
+
+    def eval_config(self, step: PlanStep):
+        """The `EvalConfig` of an evaluation step: the study's eval settings for its scoring, its output
+        directory, and the labels every result row carries."""
+        from megatron_alignpt.eval.config import EvalConfig
+
+        ev, generate = self.cfg.eval, step.scoring == "generate"
+        return EvalConfig(
+            data=str(self.cfg.data.eval_suite), out_dir=Path(step.outputs[0]), formats=ev.formats,
+            system_prompts=ev.generate_system_prompts if generate else ev.system_prompts, batch_size=ev.batch_size,
+            labels={**self.run_labels(step.run), "run": step.run, "stage": step.when, "checkpoint_stage": step.stage,
+                    "scoring": step.scoring},
+            scoring=step.scoring, max_new_tokens=ev.generate_max_new_tokens if generate else None,
         )
 
     def run_labels(self, run: str) -> dict:
