@@ -59,6 +59,8 @@ class JobResources:
     cpus_per_task: int
     image: str
     exclusive: bool
+    time: str = ""
+    """--time; "" uses the site's."""
 
 
 def _q(value: object) -> str:
@@ -75,7 +77,7 @@ def _sbatch_lines(name: str, step: str, res: JobResources, site: SiteConfig, stu
         lines.append(f"--partition={res.partition}")
     if site.account:
         lines.append(f"--account={site.account}")
-    lines += [f"--time={site.time}", f"--output={log_pattern(study, step)}", "--open-mode=append",
+    lines += [f"--time={res.time or site.time}", f"--output={log_pattern(study, step)}", "--open-mode=append",
               f"--signal=B:USR1@{site.signal_seconds}", "--requeue", "--export=ALL"]
     if res.exclusive:
         lines.append("--exclusive")

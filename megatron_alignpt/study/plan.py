@@ -16,7 +16,7 @@ checkpoint (after the last pretraining stage) and the post-trained one (after DP
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Iterator, Literal, Optional
 
@@ -256,7 +256,7 @@ class StudyPlan:
         resolved = cfg.resolve_stage(stage)
         previous = previous_stage(pretraining_stages(cfg, me) + POSTTRAIN_STAGES, stage)
         data = layout.data.manifest(me.condition, stage) if resolved.kind.is_lm else resolved.plan.data
-        schedule = resolved.schedule if me.seed is None else _replace(resolved.schedule, seed=me.seed)
+        schedule = resolved.schedule if me.seed is None else replace(resolved.schedule, seed=me.seed)
         return StageConfig(
             name=f"{run}.{stage}",
             kind="pretrain" if resolved.kind.is_lm else stage,  # midtrain and CPT train as pretraining from init_from
@@ -324,12 +324,6 @@ class StudyPlan:
         widths = [max(len(row[i]) for row in rows) for i in range(4)]
         table = ["  ".join(cell.ljust(w) for cell, w in zip(row[:4], widths)) + "  " + row[4] for row in rows]
         return "\n".join(table) + f"\n\n{len(self.steps)} steps; dependency graph:\n" + self.graph_text()
-
-
-def _replace(obj, **changes):
-    import dataclasses
-
-    return dataclasses.replace(obj, **changes)
 
 
 def build_plan(cfg: StudyConfig) -> StudyPlan:

@@ -42,11 +42,12 @@ def step_resources(plan: StudyPlan, step: PlanStep, site: SiteConfig, nodes: int
     cfg, need = plan.cfg, step.resources
     if step.role == "cpu":
         image = (site.prep_image or site.image) if step.kind_info.data else site.image
-        return JobResources("cpu", need.nodes, 0, 0, site.cpu_partition_or_default, site.cpu_cpus_per_task, image, False)
+        return JobResources("cpu", need.nodes, 0, 0, site.cpu_partition_or_default, site.cpu_cpus_per_task, image, False,
+                            need.time)
     if step.role == "eval":
         require(need.gpus <= site.gpus_per_node, "parallel.tensor_parallel",
                 f"evaluation needs {need.gpus} GPUs on one node; the site has gpus_per_node={site.gpus_per_node}")
-        return JobResources("eval", 1, need.gpus, need.gpus, site.partition, site.cpus_per_task, site.image, False)
+        return JobResources("eval", 1, need.gpus, need.gpus, site.partition, site.cpus_per_task, site.image, False, need.time)
     require(nodes >= 1, "--nodes", "must be >= 1")
     world = nodes * site.gpus_per_node
     stage = cfg.resolve_stage(step.stage)
@@ -57,7 +58,7 @@ def step_resources(plan: StudyPlan, step: PlanStep, site: SiteConfig, nodes: int
     except ConfigError as err:
         raise ConfigError(f"{err} ({nodes} node(s) x {site.gpus_per_node} GPUs; or change --nodes)") from None
     return JobResources("train", nodes, site.gpus_per_node, site.gpus_per_node, site.partition,
-                        site.cpus_per_task, site.image, site.exclusive)
+                        site.cpus_per_task, site.image, site.exclusive, need.time)
 
 
 def study_command(recipe: str, study: Path, overrides: Sequence[str], step: str) -> list[str]:
