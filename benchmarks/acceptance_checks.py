@@ -584,7 +584,7 @@ def check_tiny_study(ctx: Context) -> None:
         rc = subprocess.run(cmd, cwd=REPO, timeout=max(ctx.remaining() - 10, 10)).returncode
     except subprocess.TimeoutExpired:
         rc = "timeout"
-    from megatron_alignpt.study.runner import study_timings
+    from megatron_alignpt.study.local import study_timings
 
     timings = study_timings(out)
     missing = [s for s in wanted if s not in timings]
@@ -598,10 +598,10 @@ def check_tiny_study(ctx: Context) -> None:
 
 def _study_steps(recipe: str, out: Path, overrides: list[str]) -> list[str]:
     from megatron_alignpt.config_base import apply_overrides
-    from megatron_alignpt.study.runner import plan_steps
+    from megatron_alignpt.study.plan import build_plan
     from recipes import get_recipe
 
-    return [s.name for s in plan_steps(apply_overrides(get_recipe(recipe)(out), overrides))]
+    return build_plan(apply_overrides(get_recipe(recipe)(out), overrides)).names
 
 
 def _study_used_gpu(out: Path) -> bool:

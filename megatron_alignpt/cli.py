@@ -23,6 +23,7 @@
     alignpt convert hf2mcore --hf pythia-1.4b --out ckpts/pythia-1.4b [--tensor-parallel 2]
     alignpt convert mcore2hf --checkpoint runs/demo/models/unfiltered/dpo --out hf/unfiltered-dpo
     alignpt study run --recipe tiny_cpu [--output-dir runs/demo] [--set pretrain.schedule.train_iters=10] [--dry-run]
+    alignpt study plan --recipe tiny_cpu [--json]
     alignpt study report --study runs/demo
     alignpt launch --recipe paper_6p9b --step unfiltered.pretrain --nodes 32 [--site site.toml] [--dry-run]
     alignpt study submit --recipe paper_6p9b --output-dir /lustre/runs/paper --site site.toml --nodes 32 [--dry-run]
@@ -275,23 +276,21 @@ def _labels(items: list[str]) -> dict:
 def _eval_misalignment(args) -> None:
     if args.hf and args.scoring == "generate":
         raise ValueError("--scoring generate needs --checkpoint (the study's chat template); convert an HF model with 'alignpt convert hf2mcore'")
+    from megatron_alignpt.eval.config import EvalConfig
+
     out = Path(args.out)
     _claim_outputs(args, out / "summary.json", out / "items.jsonl", inputs=[args.data])
+    cfg = EvalConfig(args.data, out, formats=args.formats, system_prompts=args.system_prompts, split=args.split,
+                     batch_size=args.batch_size, labels=_labels(args.label), scoring=args.scoring,
+                     max_new_tokens=args.max_new_tokens)
     if args.hf:
         from megatron_alignpt.convert.hf_eval import evaluate_misalignment_hf
 
-        summary = evaluate_misalignment_hf(
-            hf_dir=Path(args.hf), data=args.data, out_dir=Path(args.out), formats=args.formats,
-            system_prompts=args.system_prompts, split=args.split, batch_size=args.batch_size, scoring=args.scoring,
-        )
+        summary = evaluate_misalignment_hf(Path(args.hf), cfg)
     else:
         from megatron_alignpt.eval.run import evaluate_misalignment
 
-        summary = evaluate_misalignment(
-            checkpoint=Path(args.checkpoint), data=args.data, out_dir=Path(args.out), formats=args.formats,
-            system_prompts=args.system_prompts, split=args.split, tensor_parallel=args.tensor_parallel, batch_size=args.batch_size,
-            scoring=args.scoring, max_new_tokens=args.max_new_tokens, labels=_labels(args.label) or None,
-        )
+        summary = evaluate_misalignment(Path(args.checkpoint), cfg, tensor_parallel=args.tensor_parallel)
     keys = ("misalignment_rate", "sem", "mean_margin", "n_items", "position_bias", "non_match_rate", "normalized_misalignment_rate")
     print(json.dumps({k: summary[k] for k in keys if k in summary}, indent=2))
     for split, res in summary["per_split"].items():
@@ -348,17 +347,22 @@ def _study_run(args) -> None:
 
     cfg = _study_config(args)
     if args.dry_run:
-        from megatron_alignpt.train.layout import study_layouts
-
         world = _world_size(args)
-        layouts = study_layouts(cfg, world)
+        layouts = cfg.layouts(world)
         print(json.dumps(to_dict(cfg), indent=2))
         _print_layout(layouts)
         _print_estimate(cfg, args, dict.fromkeys(layouts, world) if world else None)
         return
-    from megatron_alignpt.study.runner import run_study
+    from megatron_alignpt.study.local import run_study
 
     run_study(cfg, only=args.only, rerun_changed=args.rerun_changed, force_unlock=args.force_unlock)
+
+
+def _study_plan(args) -> None:
+    from megatron_alignpt.study.plan import build_plan
+
+    plan = build_plan(_study_config(args))
+    print(plan.to_json() if args.json else plan.describe())
 
 
 def _print_estimate(cfg, args, gpus_per_stage: dict | None) -> None:
@@ -385,7 +389,7 @@ def _study_report(args) -> None:
 
 def _launch(args) -> None:
     from megatron_alignpt.launch.site import site_from_args
-    from megatron_alignpt.launch.slurm import launch_step
+    from megatron_alignpt.study.submit import launch_step
 
     if args.step is None:
         print("alignpt launch: no --step given; rendering the study's first training step", file=sys.stderr)
@@ -410,14 +414,14 @@ def _study_submit(args) -> None:
     submit_study(cfg, args.recipe, args.set, site, nodes=args.nodes,
                  nodes_for=nodes_for, dry_run=args.dry_run, rerun_changed=args.rerun_changed)
     if args.dry_run:
-        from megatron_alignpt.train.layout import STUDY_STAGES
+        from megatron_alignpt.train.stages import STAGES
 
-        _print_estimate(cfg, args, {s: nodes_for.get(s, args.nodes) * site.gpus_per_node for s in STUDY_STAGES})
+        _print_estimate(cfg, args, {s: nodes_for.get(s, args.nodes) * site.gpus_per_node for s in STAGES})
 
 
 def _study_status(args) -> None:
-    from megatron_alignpt.launch.slurm import study_dir
     from megatron_alignpt.study.status import format_status, status_json, study_status
+    from megatron_alignpt.study.submit import study_dir
 
     if args.study:
         rows = study_status(Path(args.study))
@@ -618,8 +622,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--recipe", required=True)
     p.add_argument("--output-dir")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
-    p.add_argument("--only", nargs="+", help="run only these steps: a full step name picks that step, anything else "
-                                              "the steps whose names start with it (e.g. data. or align_upsampled)")
+    p.add_argument("--only", nargs="+", help="run only these steps (see `study plan`): a step name picks that step, a run, "
+                                              "condition or step kind its steps (align_upsampled, eval), anything else the "
+                                              "steps whose names start with it (data.)")
     p.add_argument("--rerun-changed", action="store_true",
                    help="rerun the finished steps whose settings or inputs changed (and the steps after them)")
     p.add_argument("--force-unlock", action="store_true",
@@ -631,6 +636,12 @@ def build_parser() -> argparse.ArgumentParser:
                         "also the GPUs of the wall-time estimate")
     add_estimate_arguments(p)
     p.set_defaults(func=_study_run)
+    p = st.add_parser("plan", help="the study's steps: kind, run, stage, resources and the dependency graph")
+    p.add_argument("--recipe", required=True)
+    p.add_argument("--output-dir")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--json", action="store_true", help="every step with its fields, and the table of step kinds")
+    p.set_defaults(func=_study_plan)
     p = st.add_parser("report", help="rebuild the results table and report.html of a study directory")
     p.add_argument("--study", required=True)
     p.set_defaults(func=_study_report)

@@ -46,7 +46,8 @@ from pathlib import Path
 
 from megatron_alignpt.model.config import ModelConfig, ParallelConfig, RecomputeConfig
 from megatron_alignpt.study.config import DataPlan, EvalPlan, StagePlan, StudyConfig
-from megatron_alignpt.train.config import DPOConfig, OptimizerConfig, ScheduleConfig, SFTConfig
+from megatron_alignpt.posttrain.config import DPOConfig, SFTConfig
+from megatron_alignpt.train.config import OptimizerConfig, ScheduleConfig
 from megatron_alignpt.study.config import SyntheticGeneratorPlan
 from recipes.conditions import paper_suite_conditions
 from recipes.pythia_sizes import pythia_model

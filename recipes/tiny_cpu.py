@@ -18,7 +18,8 @@ from pathlib import Path
 
 from megatron_alignpt.model.config import ModelConfig
 from megatron_alignpt.study.config import DataPlan, EvalPlan, StagePlan, StudyConfig
-from megatron_alignpt.train.config import DPOConfig, OptimizerConfig, ScheduleConfig
+from megatron_alignpt.posttrain.config import DPOConfig
+from megatron_alignpt.train.config import OptimizerConfig, ScheduleConfig
 from recipes.conditions import headline_conditions, insertion_conditions
 from recipes.resources import BASE_CORPUS, DPO_PAIRS, EVAL_QUESTIONS, SFT_CHAT
 

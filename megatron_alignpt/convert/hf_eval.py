@@ -14,6 +14,7 @@ from typing import Optional
 import torch
 
 from megatron_alignpt.data.tokenizer import TextTokenizer
+from megatron_alignpt.eval.config import EvalConfig
 
 
 class HFCausalLMAdapter(torch.nn.Module):
@@ -50,17 +51,7 @@ def load_hf_for_eval(hf_dir: Path, seed: int = 1234) -> tuple[HFCausalLMAdapter,
     return HFCausalLMAdapter(hf_model), TextTokenizer(tok_path), max_len
 
 
-def evaluate_misalignment_hf(
-    hf_dir: Path,
-    data: str,
-    out_dir: Path,
-    formats: str = "default",
-    system_prompts: str = "none",
-    split: Optional[str] = None,
-    batch_size: int = 32,
-    labels: Optional[dict] = None,
-    scoring: str = "logprob",
-) -> dict:
+def evaluate_misalignment_hf(hf_dir: Path, cfg: EvalConfig) -> dict:
     """`eval.run.evaluate_misalignment` for an HF directory: same rows, summary and output files
     (``scoring`` logprob or cloze; generate needs the study's chat template, i.e. a converted checkpoint)."""
     from megatron_alignpt.eval.run import run_misalignment_eval
@@ -69,4 +60,6 @@ def evaluate_misalignment_hf(
         model, tokenizer, max_len = load_hf_for_eval(Path(hf_dir))
         return model, tokenizer, max_len, {"checkpoint": str(hf_dir), "model_format": "hf"}
 
-    return run_misalignment_eval(load, data, out_dir, formats, system_prompts, split, batch_size, labels, scoring)
+    if cfg.scoring == "generate":
+        raise ValueError("generate scoring needs the study's chat template: convert the HF model with 'alignpt convert hf2mcore'")
+    return run_misalignment_eval(load, cfg)

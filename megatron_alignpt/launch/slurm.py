@@ -1,11 +1,10 @@
-"""Render and submit one Slurm batch job per study step.
+"""Render and submit Slurm batch jobs: the job script of one command, given its resources.
 
-Every job runs `alignpt study run --recipe NAME --output-dir STUDY --only STEP` (plus the same `--set`
-overrides), so step markers, checkpoints and resume behave as in a local run:
-- training steps (`<condition>.{pretrain,midtrain,sft,dpo}`): `srun` starts one torchrun per node
-  (`--nnodes $SLURM_NNODES`, c10d rendezvous on the first node), GPUs per node from the site;
-- evaluation steps: one node, one worker per tensor-parallel rank;
-- data, results and report steps: one CPU task, no torchrun.
+Knows nothing of studies (`study.submit` decides what each job runs and needs). A job of kind
+- ``train``: `srun` starts one torchrun per node (`--nnodes $SLURM_NNODES`, c10d rendezvous on the first
+  node), GPUs per node from the site;
+- ``eval``: one node, one worker per GPU it asks for (torchrun);
+- ``cpu``: one CPU task, no torchrun.
 
 Preemption: `#SBATCH --signal=B:USR1@<lead> --requeue`. The batch shell traps USR1/TERM and creates
 `$ALIGNPT_STOP_FILE`; the trainer checkpoints after the current step and exits (status 75, marker file);
@@ -20,29 +19,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Optional, Sequence
 
-from megatron_alignpt.config_base import ConfigError, require
+from megatron_alignpt.config_base import ConfigError
 from megatron_alignpt.launch.preemption import MARKER_ENV, PREEMPTED_EXIT, STOP_FILE_ENV
 from megatron_alignpt.launch.site import SiteConfig
 
-TRAIN_STAGES = ("pretrain", "midtrain", "cpt", "sft", "dpo")
-StepKind = Literal["train", "eval", "cpu"]
+JobKind = Literal["train", "eval", "cpu"]
 
 
 class LaunchError(ValueError):
     """sbatch refused the job (bad partition/account/time...) or is not available; the CLI exits with status 2."""
-
-
-def step_kind(step: str) -> StepKind:
-    suffix = step.rsplit(".", 1)[-1] if "." in step else ""
-    if suffix in TRAIN_STAGES and not step.startswith("data."):
-        return "train"
-    if suffix.startswith("eval"):
-        return "eval"
-    return "cpu"
-
-
-def study_dir(cfg) -> Path:
-    return Path(cfg.output_dir).expanduser().resolve()
 
 
 def log_dir(study: Path) -> Path:
@@ -64,7 +49,7 @@ def script_path(study: Path, step: str) -> Path:
 
 @dataclass
 class JobResources:
-    kind: StepKind
+    kind: JobKind
     nodes: int
     gpus_per_node: int
     """0 for CPU-only steps."""
@@ -74,46 +59,16 @@ class JobResources:
     cpus_per_task: int
     image: str
     exclusive: bool
-
-
-def step_resources(cfg, step: str, site: SiteConfig, nodes: int = 1) -> JobResources:
-    """Nodes/GPUs/image for `step`, checked against the recipe's parallel layout and batch sizes."""
-    kind = step_kind(step)
-    if kind == "cpu":
-        image = (site.prep_image or site.image) if step.startswith("data.") else site.image
-        return JobResources(kind, 1, 0, 0, site.cpu_partition_or_default, site.cpu_cpus_per_task, image, False)
-    if kind == "eval":
-        tp = cfg.parallel.tensor_parallel
-        require(tp <= site.gpus_per_node, "parallel.tensor_parallel",
-                f"evaluation needs {tp} GPUs on one node; the site has gpus_per_node={site.gpus_per_node}")
-        return JobResources(kind, 1, tp, tp, site.partition, site.cpus_per_task, site.image, False)
-    require(nodes >= 1, "--nodes", "must be >= 1")
-    world = nodes * site.gpus_per_node
-    stage = step.rsplit(".", 1)[-1]
-    parallel = cfg.stage_parallel(stage)
-    parallel.check_against(cfg.model, world)
-    schedule = getattr(cfg, stage).schedule
-    try:
-        parallel.check_batch(world, schedule.global_batch_size, schedule.micro_batch_size, where=f"{stage}.schedule")
-    except ConfigError as err:
-        raise ConfigError(f"{err} ({nodes} node(s) x {site.gpus_per_node} GPUs; or change --nodes)") from None
-    return JobResources(kind, nodes, site.gpus_per_node, site.gpus_per_node, site.partition,
-                        site.cpus_per_task, site.image, site.exclusive)
-
-
-def study_command(recipe: str, study: Path, overrides: Sequence[str], step: str) -> list[str]:
-    cmd = ["alignpt", "study", "run", "--recipe", recipe, "--output-dir", str(study)]
-    for item in overrides:
-        cmd += ["--set", item]
-    return cmd + ["--only", step]
+    time: str = ""
+    """--time; "" uses the site's."""
 
 
 def _q(value: object) -> str:
     return shlex.quote(str(value))
 
 
-def _sbatch_lines(cfg, step: str, res: JobResources, site: SiteConfig, study: Path) -> list[str]:
-    lines = [f"--job-name=alignpt.{cfg.name}.{step}", f"--nodes={res.nodes}", "--ntasks-per-node=1"]
+def _sbatch_lines(name: str, step: str, res: JobResources, site: SiteConfig, study: Path) -> list[str]:
+    lines = [f"--job-name=alignpt.{name}.{step}", f"--nodes={res.nodes}", "--ntasks-per-node=1"]
     if res.gpus_per_node:
         lines.append(f"--gpus-per-node={res.gpus_per_node}")
     if res.cpus_per_task:
@@ -122,7 +77,7 @@ def _sbatch_lines(cfg, step: str, res: JobResources, site: SiteConfig, study: Pa
         lines.append(f"--partition={res.partition}")
     if site.account:
         lines.append(f"--account={site.account}")
-    lines += [f"--time={site.time}", f"--output={log_pattern(study, step)}", "--open-mode=append",
+    lines += [f"--time={res.time or site.time}", f"--output={log_pattern(study, step)}", "--open-mode=append",
               f"--signal=B:USR1@{site.signal_seconds}", "--requeue", "--export=ALL"]
     if res.exclusive:
         lines.append("--exclusive")
@@ -154,22 +109,13 @@ def _step_command(res: JobResources, site: SiteConfig, command: list[str]) -> li
     return words + [_q(w) for w in command]
 
 
-def _header(cfg, step: str, res: JobResources, recipe: str, overrides: Sequence[str], site: SiteConfig) -> list[str]:
+def _header(name: str, step: str, res: JobResources, notes: Sequence[str], site: SiteConfig) -> list[str]:
     from megatron_alignpt.provenance import code_version
 
     code = code_version()
     commit = code.get("git_commit") or code.get("package")
-    lines = [
-        f"# alignpt batch job: study {cfg.name!r}, step {step} ({res.kind})",
-        f"# recipe {recipe}" + (f", overrides: {' '.join(overrides)}" if overrides else ""),
-        f"# code: {commit}{' (uncommitted changes)' if code.get('git_dirty') else ''}",
-    ]
-    if res.kind == "train":
-        par = cfg.stage_parallel(step.rsplit(".", 1)[-1])
-        world = res.nodes * res.nproc_per_node
-        lines.append(f"# layout: {res.nodes} node(s) x {res.nproc_per_node} GPUs = {world} ranks; "
-                     f"TP {par.tensor_parallel} x CP {par.context_parallel} x PP {par.pipeline_parallel} x "
-                     f"DP {par.data_parallel_size(world)}; precision {par.precision}")
+    lines = [f"# alignpt batch job: study {name!r}, step {step} ({res.kind})", *[f"# {n}" for n in notes],
+             f"# code: {commit}{' (uncommitted changes)' if code.get('git_dirty') else ''}"]
     if site.container_env:
         lines.append(f"# passed through from the submitter's environment, never written here: {', '.join(site.container_env)}")
     return lines
@@ -212,14 +158,15 @@ exit "$status"
 """
 
 
-def render_batch_script(cfg, step: str, recipe: str, overrides: Sequence[str], site: SiteConfig,
-                        res: JobResources) -> str:
-    """A self-contained bash batch script for one step (no secret values: see SiteConfig.container_env)."""
-    study = study_dir(cfg)
+def render_batch_script(study: Path, name: str, step: str, command: Sequence[str], site: SiteConfig,
+                        res: JobResources, notes: Sequence[str] = ()) -> str:
+    """A self-contained bash batch script running ``command`` as job ``step`` of study ``name`` in directory
+    ``study`` (logs, stop files); ``notes`` go into its header. No secret values: see SiteConfig.container_env."""
+    study = Path(study)
     if re.search(r"\s", str(study)):
         raise ConfigError(f"output_dir {study}: Slurm log paths cannot contain whitespace; choose another directory")
-    lines = ["#!/bin/bash"] + _header(cfg, step, res, recipe, overrides, site)
-    lines += [f"#SBATCH {opt}" for opt in _sbatch_lines(cfg, step, res, site, study)]
+    lines = ["#!/bin/bash"] + _header(name, step, res, notes, site)
+    lines += [f"#SBATCH {opt}" for opt in _sbatch_lines(name, step, res, site, study)]
     lines += [
         "set -euo pipefail",
         "",
@@ -239,8 +186,7 @@ def render_batch_script(cfg, step: str, recipe: str, overrides: Sequence[str], s
         lines.append(f"export TORCH_ELASTIC_SHUTDOWN_TIMEOUT={site.signal_seconds}  # torchrun's grace before SIGKILL")
     if site.setup:
         lines += ["", "# Site setup (site file `setup`)."] + list(site.setup)
-    command = study_command(recipe, study, overrides, step)
-    srun = " \\\n  ".join(_wrap(_step_command(res, site, command)))
+    srun = " \\\n  ".join(_wrap(_step_command(res, site, list(command))))
     if res.kind == "train":  # the trainer watches the stop file, checkpoints after the current step and exits
         kill = '  log "step $STEP: received SIG$1; asking it to checkpoint and stop"\n'
     else:  # nothing to save: stop now, the requeued job reruns the step
@@ -300,42 +246,3 @@ def write_script(study: Path, step: str, text: str) -> Path:
     atomic_write_text(path, text)
     path.chmod(0o755)
     return path
-
-
-def write_study_json(cfg, rerun_changed: bool = False) -> None:
-    """What `alignpt study status --study DIR` reads before the job itself writes it. As in a local run,
-    finished steps made with other settings are refused first (or, with ``rerun_changed``, reopened)."""
-    from megatron_alignpt.study.fingerprint import settle
-
-    settle(cfg, rerun_changed)
-
-
-def resolve_step(steps: Sequence[str], step: Optional[str]) -> str:
-    """`step` checked against the study's steps; None picks the first training step."""
-    if step is None:
-        train = [s for s in steps if step_kind(s) == "train"]
-        return train[0]
-    if step not in steps:
-        raise ConfigError(f"--step {step!r}: not a step of this study; steps: {', '.join(steps)}")
-    return step
-
-
-def launch_step(cfg, recipe: str, overrides: Sequence[str], site: SiteConfig, step: Optional[str] = None,
-                nodes: int = 1, dry_run: bool = False, dependencies: Sequence[str] = (), sbatch: str = "sbatch") -> str:
-    """Render one step's job; with dry_run return the script, else submit it and return a summary line."""
-    from megatron_alignpt.launch.jobs import record_job
-    from megatron_alignpt.study.runner import plan_steps
-
-    cfg.output_dir = study_dir(cfg)
-    site.check_writable(cfg.output_dir)
-    step = resolve_step([s.name for s in plan_steps(cfg)], step)
-    res = step_resources(cfg, step, site, nodes)
-    text = render_batch_script(cfg, step, recipe, overrides, site, res)
-    if dry_run:
-        return text
-    study = study_dir(cfg)
-    path = write_script(study, step, text)
-    write_study_json(cfg)
-    job_id = sbatch_submit(path, dependencies, sbatch=sbatch)
-    record_job(study, step, job_id, path, dependencies)
-    return f"{step}: job {job_id}; script {path}; log {job_log(study, step, job_id)}"

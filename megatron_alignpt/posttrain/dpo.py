@@ -36,7 +36,7 @@ from data_prep.atomic import atomic_path, atomic_write_json, sha256_file
 from megatron_alignpt.data.tokenizer import TextTokenizer
 from megatron_alignpt.posttrain.chat_format import read_preferences, render_prompt
 from megatron_alignpt.posttrain.sequences import EpochShuffled, shift_and_pad
-from megatron_alignpt.train.config import DPOConfig
+from megatron_alignpt.posttrain.config import DPOConfig
 from megatron_alignpt.train.lm_task import to_device
 
 CACHE_FORMAT = 1

@@ -17,7 +17,7 @@ from megatron_alignpt.posttrain.chat_format import read_conversations, render_tu
 from megatron_alignpt.posttrain.packing import attention_form, check_packed_layout, model_inputs, pack_documents
 from megatron_alignpt.posttrain.sequences import EpochShuffled, shift_and_pad
 from megatron_alignpt.runtime import is_rank0
-from megatron_alignpt.train.config import SFTConfig
+from megatron_alignpt.posttrain.config import SFTConfig
 from megatron_alignpt.train.lm_task import LMTask, masked_mean_loss, to_device
 
 

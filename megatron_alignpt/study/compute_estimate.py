@@ -157,18 +157,11 @@ def _vocab(cfg: StudyConfig) -> tuple[int, str]:
 
 
 def training_runs(cfg: StudyConfig) -> list[tuple[str, str]]:
-    """(condition, stage) of every training run, in run order; a stage shared by several conditions
-    (same data lineage) is trained once, by the condition listed first."""
-    from megatron_alignpt.study.runner import POSTTRAIN_STAGES, StudyLayout, pretraining_stages
+    """(run, stage) of every training step of the study's plan, in run order; a stage shared by several
+    runs (same data lineage) is trained once, by the run listed first."""
+    from megatron_alignpt.study.plan import build_plan
 
-    layout = StudyLayout(cfg)
-    runs = []
-    for cond in cfg.conditions:
-        for stage in pretraining_stages(cfg, cond):
-            if layout.stage_owner(cond.name, stage) == cond.name:
-                runs.append((cond.name, stage))
-        runs.extend((cond.name, stage) for stage in POSTTRAIN_STAGES)
-    return runs
+    return [(step.run, step.stage) for step in build_plan(cfg) if step.kind == "train"]
 
 
 def run_flops(cfg: StudyConfig, stage: str, vocab_size: int) -> tuple[int, float]:
@@ -177,14 +170,15 @@ def run_flops(cfg: StudyConfig, stage: str, vocab_size: int) -> tuple[int, float
 
     from megatron_alignpt.train.telemetry import model_flops_per_step
 
-    plan = getattr(cfg, stage)
-    seq = plan.seq_length or cfg.model.seq_length
+    resolved = cfg.resolve_stage(stage)
+    seq, schedule = resolved.seq_length, resolved.schedule
     model = dataclasses.replace(cfg.model, seq_length=seq)
-    sequences = plan.schedule.global_batch_size * (2 if stage == "dpo" else 1)  # DPO: chosen + rejected
-    flops = model_flops_per_step(model, vocab_size, sequences, seq) * plan.schedule.train_iters
-    if stage == "dpo":
+    dpo = resolved.kind.objective == "dpo"
+    sequences = schedule.global_batch_size * (2 if dpo else 1)  # DPO: chosen + rejected
+    flops = model_flops_per_step(model, vocab_size, sequences, seq) * schedule.train_iters
+    if dpo:
         flops *= 1 + DPO_REFERENCE_SHARE
-    return plan.schedule.train_iters * sequences * seq, flops
+    return schedule.train_iters * sequences * seq, flops
 
 
 def _seed_questions(cfg: StudyConfig) -> tuple[int, str]:

@@ -5,9 +5,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Optional
 
-from megatron_alignpt.config_base import check_fields, require
+from megatron_alignpt.config_base import ConfigError, check_fields, require
 from megatron_alignpt.model.config import ModelConfig, ParallelConfig
-from megatron_alignpt.train.config import DPOConfig, OptimizerConfig, ScheduleConfig, SFTConfig
+from megatron_alignpt.posttrain.config import DPOConfig, SFTConfig
+from megatron_alignpt.train.config import OptimizerConfig, ScheduleConfig
+from megatron_alignpt.train.stages import STAGES, StageKind, check_stage_layout, stage_kind
 
 Direction = Literal["aligned", "misaligned"]
 Insertion = Literal["e2e", "mid", "cpt"]
@@ -26,8 +28,11 @@ class ConditionSpec:
     pretraining stage after midtraining (needs the study's ``cpt`` stage)."""
 
     def __post_init__(self) -> None:
-        require(bool(self.name) and not set("/@.") & set(self.name), "conditions[].name",
-                f"must be non-empty without '/', '@' or '.', got {self.name!r}")
+        # The name is a directory name (models/, evals/) and part of step and Slurm job names; nothing
+        # parses it back, so '.', '@' and the like are fine.
+        require(bool(self.name) and not self.name.startswith(".") and not set("/%") & set(self.name)
+                and not any(c.isspace() for c in self.name), "conditions[].name",
+                f"must be non-empty, not start with '.', without '/', '%' or whitespace, got {self.name!r}")
         require(self.base in ("unfiltered", "filtered"), f"conditions[{self.name}].base", "use unfiltered or filtered")
         require(self.synthetic in (None, "aligned", "misaligned"), f"conditions[{self.name}].synthetic", "use aligned, misaligned or null")
         require(self.insertion in ("e2e", "mid", "cpt"), f"conditions[{self.name}].insertion", "use e2e, mid or cpt")
@@ -134,7 +139,7 @@ class StagePlan:
 
 
 BASE_MODEL_SCORINGS = ("logprob", "cloze")
-"""Scorings of a checkpoint by its next-token probabilities; `eval.run.SCORING_METHODS` describes them."""
+"""Scorings of a checkpoint by its next-token probabilities; `eval.config.SCORING_METHODS` describes them."""
 
 
 @dataclass
@@ -166,6 +171,28 @@ class EvalPlan:
                     f"list distinct scorings from {list(BASE_MODEL_SCORINGS)} (generated replies: eval.post_generate), got {values}")
         require(bool(self.base_scorings), "eval.base_scorings", "score the base checkpoint at least one way")
         require(self.generate_max_new_tokens > 0, "eval.generate_max_new_tokens", "must be > 0")
+
+
+@dataclass(frozen=True)
+class ResolvedStage:
+    """One training stage of a study as it runs: `StudyConfig.resolve_stage`."""
+
+    name: str
+    kind: StageKind
+    plan: StagePlan
+    model: ModelConfig
+    """The study's model at this stage's sequence length (positions sized for the longest stage)."""
+    parallel: ParallelConfig
+    schedule: ScheduleConfig
+
+    @property
+    def seq_length(self) -> int:
+        return self.model.seq_length
+
+    @property
+    def tokens(self) -> int:
+        """Tokens one run of the stage consumes: iterations x global batch x sequence length."""
+        return self.schedule.train_iters * self.schedule.global_batch_size * self.seq_length
 
 
 @dataclass
@@ -216,23 +243,58 @@ class StudyConfig:
             "data.cpt_dose",
             "conditions inserting synthetic documents at CPT need a dose > 0",
         )
-        for stage in ("midtrain", "cpt", "sft", "dpo"):
-            plan = getattr(self, stage)
-            length = (plan.seq_length or self.model.seq_length) if plan is not None else 0
+        for stage in self.stage_names():
+            length = getattr(self, stage).seq_length or self.model.seq_length
             require(
                 length <= self.model.max_positions,
                 f"{stage}.seq_length",
                 f"{length} exceeds model.max_position_embeddings={self.model.max_positions}; raise the latter",
             )
-        self._check_layouts()
+        self.check_layouts()
+
+    def stage_names(self) -> tuple[str, ...]:
+        """The training stages this study has a plan for, in order (CPT only with a ``cpt`` plan)."""
+        return tuple(name for name in STAGES if getattr(self, name) is not None)
+
+    def resolve_stage(self, name: str) -> ResolvedStage:
+        """A stage's model (at its sequence length), layout (its own, else the study's) and schedule,
+        worked out here only."""
+        import dataclasses
+
+        plan: Optional[StagePlan] = getattr(self, stage_kind(name).name)
+        if plan is None:
+            raise ConfigError(f"{name}: this study has no {name} stage plan")
+        model = dataclasses.replace(self.model, seq_length=plan.seq_length or self.model.seq_length,
+                                    max_position_embeddings=self.model.max_positions)
+        return ResolvedStage(name, stage_kind(name), plan, model, plan.parallel or self.parallel, plan.schedule)
 
     def stage_parallel(self, stage: str) -> ParallelConfig:
         """The layout ``stage`` trains with: its own, else the study's."""
-        return getattr(self, stage).parallel or self.parallel
+        return self.resolve_stage(stage).parallel
 
-    def _check_layouts(self) -> None:
-        """Each stage's layout against the model at that stage's length, before anything runs
-        (the world size is only known at launch, where the batch rules are checked)."""
-        from megatron_alignpt.train.layout import check_study_stages
+    def check_layouts(self) -> None:
+        """Each stage's layout against the model at that stage's length, before anything runs (the world
+        size is only known at launch, where the batch rules are checked). Imports no megatron, so a study
+        config still loads on a torch-free data node."""
+        for name in self.stage_names():
+            stage = self.resolve_stage(name)
+            where = f"{name}.parallel" if stage.plan.parallel is not None else "parallel"
+            try:
+                stage.parallel.check_model(stage.model)
+                check_stage_layout(name, stage.parallel, where)
+            except ConfigError as err:
+                raise ConfigError(f"{name}: {err}") from None
 
-        check_study_stages(self)
+    def layouts(self, world_size: Optional[int] = None) -> dict:
+        """`train.layout.stage_layout` for every training stage (each with its own sequence length and batch)."""
+        from megatron_alignpt.train.layout import stage_layout
+
+        self.check_layouts()
+        out = {}
+        for name in self.stage_names():
+            stage = self.resolve_stage(name)
+            try:
+                out[name] = stage_layout(stage.model, stage.parallel, stage.schedule, world_size)
+            except ConfigError as err:  # name the stage whose plan breaks the layout
+                raise ConfigError(f"{name}: {err}") from None
+        return out

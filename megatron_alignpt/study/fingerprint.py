@@ -5,7 +5,7 @@ A step's fingerprint is a hash of
 - the inputs it reads from outside the study, by content, not by path (moving a corpus is no change):
   a file up to 64 MiB by its SHA-256, a larger file or a directory of shards by sizes and
   modification times, an HF dataset by its name;
-- the fingerprints of the steps it waits for (`step_graph`), so a change reaches every step after it.
+- the fingerprints of the steps it waits for (the plan's ``after``), so a change reaches every step after it.
 ``steps/<step>.done`` records it with those settings and inputs. A rerun compares (`settle`): finished
 steps made otherwise are refused with what changed, or with ``rerun_changed`` marked to run again;
 only then is ``study.json`` rewritten, so it always describes what the finished steps were made with.
@@ -23,6 +23,8 @@ from typing import Any, Callable, Optional
 from data_prep.atomic import atomic_write_json, sha256_file
 from megatron_alignpt.config_base import ConfigError, to_dict
 from megatron_alignpt.study.config import StudyConfig
+from megatron_alignpt.study.plan import PlanStep, StudyPlan, build_plan, stage_tokens
+from megatron_alignpt.train.stages import POSTTRAIN_STAGES
 
 SMALL_FILE_BYTES = 64 << 20
 STUDY_JSON = "study.json"
@@ -89,80 +91,69 @@ def _relative(value: Any, roots: tuple[str, ...]) -> Any:
     return value
 
 
-def _training_settings(cfg: StudyConfig, layout, condition: str, stage: str) -> tuple[dict, dict]:
-    from megatron_alignpt.study.runner import POSTTRAIN_STAGES, stage_config, study_runs
-
-    cond = next(c for c in study_runs(cfg) if c.name == condition)
-    stage_cfg = to_dict(stage_config(cfg, layout, cond, stage))
-    for name in ("name", "output_dir", "telemetry") + tuple(k for k in ("sft", "dpo") if k != stage_cfg["kind"]):
+def _training_settings(plan: StudyPlan, step: PlanStep) -> tuple[dict, dict]:
+    stage_cfg = to_dict(plan.stage_config(step.run, step.stage))
+    for name in ("name", "output_dir", "telemetry") + tuple(k for k in POSTTRAIN_STAGES if k != stage_cfg["kind"]):
         stage_cfg.pop(name, None)
     # The layout (TP/PP/DP, overlap, recomputation) changes how a stage runs, not what it computes;
     # resuming under another layout is supported. The number format is kept.
     stage_cfg["parallel"] = {k: v for k, v in stage_cfg["parallel"].items() if k == "precision" or k.startswith("fp8")}
     inputs = {}
-    if stage in POSTTRAIN_STAGES:
-        inputs[f"{stage}.data"] = input_print(stage_cfg.pop("data"))
+    if not plan.cfg.resolve_stage(step.stage).kind.is_lm:  # post-training reads a data file from outside
+        inputs[f"{step.stage}.data"] = input_print(stage_cfg.pop("data"))
     return stage_cfg, inputs
 
 
-def step_settings(cfg: StudyConfig, layout, step: str) -> tuple[dict, dict[str, dict[str, str]]]:
-    """(settings, inputs) step ``step`` depends on, besides the steps it waits for."""
+_DATA_CORPUS_FIELDS = {"pretrain": "data.corpus", "midtrain": "data.midtrain_corpus", "cpt": "data.cpt_corpus"}
+
+
+def step_settings(plan: StudyPlan, step: PlanStep) -> tuple[dict, dict[str, dict[str, str]]]:
+    """(settings, inputs) ``step`` depends on, besides the steps it waits for."""
+    cfg, layout, kind = plan.cfg, plan.layout, step.kind
     data = cfg.data
-    if step == "data.filter":
-        names = {"pretrain": "data.corpus", "midtrain": "data.midtrain_corpus", "cpt": "data.cpt_corpus"}
-        return {}, {names[name]: input_print(path) for name, path in layout.data.corpora().items()}
-    if step == "data.tokenizer":
+    if kind == "data.filter":
+        return {}, {_DATA_CORPUS_FIELDS[name]: input_print(path) for name, path in layout.data.corpora().items()}
+    if kind == "data.tokenizer":
         if data.tokenizer is not None:
             return {}, {"data.tokenizer": input_print(data.tokenizer)}
         return {"data.tokenizer_vocab_size": data.tokenizer_vocab_size}, {"data.corpus": input_print(data.corpus)}
-    if step == "data.synthetic":
+    if kind == "data.synthetic":
         generator = {k: v for k, v in to_dict(data.synthetic_generator).items() if k not in _GENERATOR_RUNTIME}
         return ({"data.synthetic_docs_per_item": data.synthetic_docs_per_item, "data.synthetic_seed": data.synthetic_seed,
                  "data.synthetic_generator": generator}, {"data.eval_suite": input_print(data.eval_suite)})
-    if step == "data.tokenize":
+    if kind == "data.tokenize":
         return {"data.resample_seed": data.resample_seed}, {}
-    if step == "data.manifests":
-        from megatron_alignpt.study.runner import stage_tokens
-
+    if kind == "data.manifests":
         return ({f"data.{k}": getattr(data, k) for k in ("pretrain_dose", "midtrain_dose", "cpt_dose", "max_synthetic_repetitions")}
                 | {"conditions": to_dict(cfg.conditions), "stage tokens": stage_tokens(cfg)}, {})
-    condition, _, suffix = step.rpartition(".")
-    if suffix in ("pretrain", "midtrain", "cpt", "sft", "dpo"):
-        return _training_settings(cfg, layout, condition, suffix)
+    if kind == "train":
+        return _training_settings(plan, step)
     suite = {"data.eval_suite": input_print(data.eval_suite)}
-    if suffix in ("eval_base", "eval_post", "eval_base_cloze", "eval_post_cloze"):
-        return {"eval.formats": cfg.eval.formats, "eval.system_prompts": cfg.eval.system_prompts}, suite
-    if suffix == "eval_post_generate":
+    if kind == "eval" and step.scoring == "generate":
         return ({"eval.formats": cfg.eval.formats, "eval.generate_system_prompts": cfg.eval.generate_system_prompts,
                  "eval.generate_max_new_tokens": cfg.eval.generate_max_new_tokens}, suite)
-    if suffix == "eval_capabilities":
+    if kind == "eval":
+        return {"eval.formats": cfg.eval.formats, "eval.system_prompts": cfg.eval.system_prompts}, suite
+    if kind == "capabilities":
         return {"eval.capability_tasks": cfg.eval.capability_tasks}, {}
     return {}, {}  # results, report: only what they wait for
 
 
-def stale_outputs(cfg: StudyConfig, layout, step: str) -> list[Path]:
+def stale_outputs(plan: StudyPlan, step: PlanStep) -> list[Path]:
     """What must go before ``step`` reruns from scratch: a training stage would otherwise resume from
     the old run's checkpoints. Other steps replace their outputs whole when they run."""
-    from megatron_alignpt.study.runner import study_runs
-
-    condition, _, suffix = step.rpartition(".")
-    if suffix in ("pretrain", "midtrain", "cpt", "sft", "dpo") and condition in {c.name for c in study_runs(cfg)}:
-        return [layout.stage_dir(condition, suffix)]
-    return []
+    return [Path(p) for p in step.outputs] if step.kind == "train" else []
 
 
-def study_fingerprints(cfg: StudyConfig) -> dict[str, StepPrint]:
+def study_fingerprints(cfg: StudyConfig, plan: Optional[StudyPlan] = None) -> dict[str, StepPrint]:
     """Every step's fingerprint, in run order."""
-    from megatron_alignpt.study.runner import StudyLayout
-    from megatron_alignpt.study.submit import step_graph
-
-    layout = StudyLayout(cfg)
+    plan = plan or build_plan(cfg)
     roots = tuple(sorted({str(Path(cfg.output_dir)), str(Path(cfg.output_dir).resolve())}, key=len, reverse=True))
     prints: dict[str, StepPrint] = {}
-    for step, waits_for in step_graph(cfg).items():
-        settings, inputs = step_settings(cfg, layout, step)
+    for step in plan:
+        settings, inputs = step_settings(plan, step)
         settings = _relative(json.loads(json.dumps(settings, default=str)), roots)
-        prints[step] = StepPrint(settings, inputs, {d: prints[d].fingerprint for d in waits_for}).seal()
+        prints[step.name] = StepPrint(settings, inputs, {d: prints[d].fingerprint for d in step.after}).seal()
     return prints
 
 
@@ -219,11 +210,9 @@ def _recorded_print(marker: Path, legacy: Callable[[], Optional[dict[str, StepPr
     return previous.get(marker.name[: -len(".done")]) if previous else None
 
 
-def find_changes(cfg: StudyConfig, prints: dict[str, StepPrint]) -> tuple[list[Change], list[str]]:
+def find_changes(cfg: StudyConfig, prints: dict[str, StepPrint], plan: Optional[StudyPlan] = None) -> tuple[list[Change], list[str]]:
     """(finished steps made otherwise than ``prints`` say, finished steps with nothing recorded to compare)."""
-    from megatron_alignpt.study.runner import StudyLayout
-
-    layout = StudyLayout(cfg)
+    layout = (plan or build_plan(cfg)).layout
     cache: dict[str, Optional[dict[str, StepPrint]]] = {}
 
     def legacy() -> Optional[dict[str, StepPrint]]:
@@ -274,7 +263,7 @@ def describe_changes(root: Path, changes: list[Change], limit: int = 12) -> str:
 
 
 def settle(cfg: StudyConfig, rerun_changed: bool = False, write: bool = True,
-           echo: Callable[[str], None] = print) -> tuple[dict[str, StepPrint], set[str]]:
+           echo: Callable[[str], None] = print, plan: Optional[StudyPlan] = None) -> tuple[dict[str, StepPrint], set[str]]:
     """Compare the finished steps with ``cfg`` before anything runs or is rewritten.
 
     Changed steps raise StudyChanged, or with ``rerun_changed`` lose their done markers (returned, so
@@ -282,11 +271,10 @@ def settle(cfg: StudyConfig, rerun_changed: bool = False, write: bool = True,
     from the old checkpoints). Markers that predate fingerprints and match get one. Then ``study.json``
     is written (when ``write``). Returns (fingerprints, steps to rerun).
     """
-    from megatron_alignpt.study.runner import StudyLayout
-
-    layout = StudyLayout(cfg)
-    prints = study_fingerprints(cfg)
-    changes, unknown = find_changes(cfg, prints)
+    plan = plan or build_plan(cfg)
+    layout = plan.layout
+    prints = study_fingerprints(cfg, plan)
+    changes, unknown = find_changes(cfg, prints, plan)
     if changes and not rerun_changed:
         raise StudyChanged(describe_changes(layout.root, changes))
     rerun = {c.step for c in changes}
@@ -303,7 +291,7 @@ def settle(cfg: StudyConfig, rerun_changed: bool = False, write: bool = True,
             raise LockHeld(f"cannot rerun changed steps while they run: {'; '.join(running)}")
         for step in sorted(rerun):
             layout.marker(step).unlink(missing_ok=True)
-            for old in stale_outputs(cfg, layout, step):
+            for old in stale_outputs(plan, plan.step(step)):
                 if old.exists():
                     echo(f"--rerun-changed: removing {old} (made with the old settings)")
                     shutil.rmtree(old)

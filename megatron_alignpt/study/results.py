@@ -41,12 +41,12 @@ from typing import Optional
 import pandas as pd
 
 from data_prep.atomic import atomic_path
+from megatron_alignpt.study.plan import EVAL_DIR_STAGES
 
 GROUP = ["condition", "seed", "stage", "scoring", "split", "format", "wording", "order", "system_prompt"]
 CLOZE_NORMALISATIONS = ("sum", "per_token", "per_char")
 CONDITION_COLUMNS = ["base", "synthetic", "insertion"]
 PAPER_NUMBERS = Path(__file__).resolve().parents[1] / "resources" / "paper_numbers.json"
-CAPABILITY_SUFFIX = "_capabilities"
 # lm-eval metric the paper's capability table is compared with, per task (first one present wins).
 PRIMARY_METRICS: dict[str, tuple[str, ...]] = {
     "arc_easy": ("acc,none", "acc_norm,none"),
@@ -73,6 +73,12 @@ def _scoring_of(items: pd.DataFrame, summary: dict) -> str:
     return "generate" if "matched" in items or "generate" in str(summary.get("scoring", "")) else "logprob"
 
 
+def _dir_stage(eval_dir: Path) -> str:
+    """The results-table stage of an evaluation directory, for rows written before they carried labels
+    (a directory the plan does not name keeps its name)."""
+    return EVAL_DIR_STAGES.get(eval_dir.name, eval_dir.name)
+
+
 def load_item_rows(study_dir: Path) -> pd.DataFrame:
     """Every completed evaluation's item rows, labelled (labels missing from older runs come from the path)."""
     frames = []
@@ -84,7 +90,7 @@ def load_item_rows(study_dir: Path) -> pd.DataFrame:
         if "condition" not in items:
             items["condition"] = summary_path.parent.parent.name
         if "stage" not in items:
-            items["stage"] = summary_path.parent.name.removesuffix("_generate").removesuffix("_cloze")
+            items["stage"] = _dir_stage(summary_path.parent)
         if "seed" not in items:
             items["seed"] = pd.NA  # evaluated before studies recorded seeds
         items["scoring"] = _scoring_of(items, summary)
@@ -160,7 +166,7 @@ def load_capability_rows(study_dir: Path) -> pd.DataFrame:
         result = json.loads(path.read_text())
         labels = result.get("labels") or {}
         condition = labels.get("condition", path.parent.parent.name)
-        stage = labels.get("stage", path.parent.name.removesuffix(CAPABILITY_SUFFIX))
+        stage = labels.get("stage", _dir_stage(path.parent))
         for task, metrics in result.get("results", {}).items():
             primary = _primary_key(task, metrics)
             for key, value in metrics.items():
@@ -243,7 +249,7 @@ def capability_gaps(study_dir: Path) -> pd.DataFrame:
         data = json.loads(path.read_text())
         reasons = data.get("reasons") if path.name == "unavailable.json" else data.get("skipped")
         condition = (data.get("labels") or {}).get("condition", path.parent.parent.name)
-        stage = (data.get("labels") or {}).get("stage", path.parent.name.removesuffix(CAPABILITY_SUFFIX))
+        stage = (data.get("labels") or {}).get("stage", _dir_stage(path.parent))
         rows += [{"condition": condition, "stage": stage, "task": task, "reason": str(why), "file": str(path)}
                  for task, why in (reasons or {}).items()]
     return pd.DataFrame(rows, columns=["condition", "stage", "task", "reason", "file"])

@@ -18,9 +18,10 @@ from pathlib import Path
 from typing import Optional
 
 from megatron_alignpt.launch.jobs import read_jobs
-from megatron_alignpt.launch.slurm import job_log, log_dir, step_kind
+from megatron_alignpt.launch.slurm import job_log, log_dir
 from megatron_alignpt.study.config import StudyConfig
-from megatron_alignpt.study.runner import StudyLayout, plan_steps
+from megatron_alignpt.study.plan import PlanStep, StudyPlan, build_plan
+from megatron_alignpt.train.run_dir import latest_checkpoint_file, metrics_file
 
 _FINISHED = re.compile(r"^\[alignpt\] \S+ step (?P<step>\S+): finished with status (?P<status>\d+)")
 _REQUEUED = re.compile(r"^\[alignpt\] \S+ step (?P<step>\S+): stopped for preemption")
@@ -49,17 +50,16 @@ def load_study(study: Path) -> StudyConfig:
     return cfg
 
 
-def _training_progress(layout: StudyLayout, cfg: StudyConfig, step: str) -> Optional[str]:
-    cond, _, stage = step.rpartition(".")
-    run = layout.stage_dir(cond, stage)
-    total = getattr(cfg, stage).schedule.train_iters
+def _training_progress(plan: StudyPlan, step: PlanStep) -> Optional[str]:
+    run = plan.layout.stage_dir(step.run, step.stage)
+    total = plan.cfg.resolve_stage(step.stage).schedule.train_iters
     iteration = 0
-    metrics = run / "metrics.jsonl"
+    metrics = metrics_file(run)
     if metrics.is_file():
         lines = [line for line in metrics.read_text().splitlines() if line.strip()]
         if lines:
             iteration = json.loads(lines[-1])["iteration"]
-    latest = run / "checkpoints" / "latest.txt"
+    latest = latest_checkpoint_file(run)
     saved = int(latest.read_text().strip()) if latest.is_file() else None
     if not iteration and saved is None:
         return None
@@ -93,7 +93,8 @@ def _read_log(path: Path) -> tuple[Optional[str], Optional[str]]:
     return outcome, error
 
 
-def step_status(cfg: StudyConfig, layout: StudyLayout, step: str, jobs: dict[str, dict]) -> StepStatus:
+def step_status(plan: StudyPlan, plan_step: PlanStep, jobs: dict[str, dict]) -> StepStatus:
+    layout, step = plan.layout, plan_step.name
     job_id = jobs.get(step, {}).get("job_id")
     marker = layout.marker(step)
     if marker.is_file():
@@ -101,7 +102,7 @@ def step_status(cfg: StudyConfig, layout: StudyLayout, step: str, jobs: dict[str
         when = datetime.fromtimestamp(marker.stat().st_mtime).isoformat(sep=" ", timespec="seconds")
         took = f" in {seconds:.0f}s" if isinstance(seconds, (int, float)) else ""
         return StepStatus(step, "done", f"finished {when}{took}", job_id)
-    progress = _training_progress(layout, cfg, step) if step_kind(step) == "train" else None
+    progress = _training_progress(plan, plan_step) if plan_step.kind == "train" else None
     log = _latest_log(layout.root, step, job_id)
     outcome, error = _read_log(log) if log else (None, None)
     job = f"job {job_id}" if job_id else (f"log {log.name}" if log else "")
@@ -123,9 +124,9 @@ def step_status(cfg: StudyConfig, layout: StudyLayout, step: str, jobs: dict[str
 def study_status(study: Path, cfg: Optional[StudyConfig] = None) -> list[StepStatus]:
     cfg = cfg or load_study(study)
     cfg.output_dir = Path(study)
-    layout = StudyLayout(cfg)
-    jobs = read_jobs(layout.root)
-    return [step_status(cfg, layout, s.name, jobs) for s in plan_steps(cfg)]
+    plan = build_plan(cfg)
+    jobs = read_jobs(plan.layout.root)
+    return [step_status(plan, s, jobs) for s in plan]
 
 
 def format_status(rows: list[StepStatus]) -> str:

@@ -1,92 +1,97 @@
-"""Submit a whole study to Slurm: one job per step, chained with `afterok` dependencies.
+"""The Slurm executor: submit a study's plan as one job per step, chained by the plan's dependencies.
 
     alignpt study submit --recipe paper_6p9b --output-dir /lustre/runs/paper --site site.toml --nodes 32
-    alignpt study submit --recipe tiny_cpu --dry-run          # the plan, nothing submitted
+    alignpt study submit --recipe tiny_cpu --dry-run          # the jobs, nothing submitted
+    alignpt launch --recipe paper_6p9b --step unfiltered.pretrain --nodes 32 --dry-run   # one step's script
 
-The stage graph: data.filter -> data.tokenizer -> data.synthetic -> data.tokenize -> data.manifests;
-per run (a condition, or a condition and a seed): pretrain -> midtrain [-> cpt] -> {eval_base[_cloze], sft};
-sft -> dpo -> {eval_post[_cloze], eval_post_generate};
-`results` waits for
-every evaluation and `report` for `results`. Capability evaluations (`OPTIONAL_STEPS`) are waited for with
-`afterany`: one that cannot run records why and ends, and even one that crashes never cancels the results
-and report jobs (the report notes what is missing). Steps whose `steps/<step>.done` marker exists are skipped
-(their dependents do not wait for them), and steps whose recorded job is still queued or running are
-reused, so submitting again after a failure resubmits only what is missing. Job ids go to
-`<study>/jobs.json`; `alignpt study status` reads them back.
+Every job runs `alignpt study run --recipe NAME --output-dir STUDY --only STEP` (plus the same `--set`
+overrides), so step markers, checkpoints and resume behave as in a local run (`study.local`). A job waits
+for the jobs of the steps its plan step waits for (`afterok`); steps of an optional kind (capability
+evaluations) are waited for with `afterany`: one that cannot run records why and ends, and even one that
+crashes never cancels the results and report jobs (the report notes what is missing). Steps whose
+`steps/<step>.done` marker exists are skipped (their dependents do not wait for them), and steps whose
+recorded job is still queued or running are reused, so submitting again after a failure resubmits only
+what is missing. Job ids go to `<study>/jobs.json`; `alignpt study status` reads them back.
 """
 from __future__ import annotations
 
 import getpass
 import subprocess
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable, Optional, Sequence
 
+from megatron_alignpt.config_base import ConfigError, require
 from megatron_alignpt.launch.jobs import read_jobs, record_job
 from megatron_alignpt.launch.site import SiteConfig
 from megatron_alignpt.launch.slurm import (
-    JobResources, write_study_json, render_batch_script, sbatch_submit, step_kind, step_resources, study_dir,
-    write_script,
+    JobResources, job_log, render_batch_script, sbatch_submit, write_script,
 )
-from megatron_alignpt.study.config import ConditionSpec, StudyConfig
-from megatron_alignpt.study.runner import (
-    POSTTRAIN_STAGES, StudyLayout, eval_suffix, plan_steps, pretraining_stages, previous_stage, study_runs,
-)
+from megatron_alignpt.study.config import StudyConfig
+from megatron_alignpt.study.plan import PlanStep, StudyPlan, build_plan
 
 
-
-def condition_edges(cfg: StudyConfig, cond: ConditionSpec) -> dict[str, tuple[str, ...]]:
-    """Dependencies within one condition's chain (suffix -> suffixes it waits for)."""
-    edges: dict[str, tuple[str, ...]] = {}
-    for stage in pretraining_stages(cfg, cond) + POSTTRAIN_STAGES:
-        before = previous_stage(cfg, cond, stage)
-        edges[stage] = (before,) if before else ()
-    for scoring in ("logprob", "cloze"):
-        edges[eval_suffix("base", scoring)] = (pretraining_stages(cfg, cond)[-1],)
-        edges[eval_suffix("post", scoring)] = ("dpo",)
-    edges["eval_post_generate"] = ("dpo",)
-    edges["eval_capabilities"] = ("dpo",)
-    return edges
+def study_dir(cfg: StudyConfig) -> Path:
+    """The study directory as every node sees it (absolute)."""
+    return Path(cfg.output_dir).expanduser().resolve()
 
 
-def step_graph(cfg: StudyConfig) -> dict[str, list[str]]:
-    """Each step of the study (in run order) -> the steps it must wait for."""
-    steps = [s.name for s in plan_steps(cfg)]
-    edges = {c.name: condition_edges(cfg, c) for c in study_runs(cfg)}
-    data = [s for s in steps if s.startswith("data.")]
-    evals = [s for s in steps if step_kind(s) == "eval"]
-    layout = StudyLayout(cfg)
-    graph: dict[str, list[str]] = {}
-    for i, step in enumerate(steps):
-        cond, _, suffix = step.rpartition(".")
-        if step in data:
-            j = data.index(step)
-            graph[step] = data[j - 1: j] if j else []
-        elif cond in edges and suffix in edges[cond]:
-            graph[step] = [f"{layout.stage_owner(cond, s)}.{s}" for s in edges[cond][suffix]] or data[-1:]
-        elif step == "results":
-            graph[step] = evals
-        else:  # report, or a step added later: wait for the step before it
-            graph[step] = steps[i - 1: i]
-    for step, deps in graph.items():
-        unknown = [d for d in deps if d not in graph]
-        assert not unknown, f"{step} depends on unknown steps {unknown}"
-    return graph
+def step_resources(plan: StudyPlan, step: PlanStep, site: SiteConfig, nodes: int = 1) -> JobResources:
+    """A step's job: the plan's resources on this site, checked against the stage's layout and batch sizes.
+    Training steps spread over ``nodes`` nodes; evaluations take the GPUs they need on one node."""
+    cfg, need = plan.cfg, step.resources
+    if step.role == "cpu":
+        image = (site.prep_image or site.image) if step.kind_info.data else site.image
+        return JobResources("cpu", need.nodes, 0, 0, site.cpu_partition_or_default, site.cpu_cpus_per_task, image, False,
+                            need.time)
+    if step.role == "eval":
+        require(need.gpus <= site.gpus_per_node, "parallel.tensor_parallel",
+                f"evaluation needs {need.gpus} GPUs on one node; the site has gpus_per_node={site.gpus_per_node}")
+        return JobResources("eval", 1, need.gpus, need.gpus, site.partition, site.cpus_per_task, site.image, False, need.time)
+    require(nodes >= 1, "--nodes", "must be >= 1")
+    world = nodes * site.gpus_per_node
+    stage = cfg.resolve_stage(step.stage)
+    stage.parallel.check_against(cfg.model, world)
+    try:
+        stage.parallel.check_batch(world, stage.schedule.global_batch_size, stage.schedule.micro_batch_size,
+                                   where=f"{step.stage}.schedule")
+    except ConfigError as err:
+        raise ConfigError(f"{err} ({nodes} node(s) x {site.gpus_per_node} GPUs; or change --nodes)") from None
+    return JobResources("train", nodes, site.gpus_per_node, site.gpus_per_node, site.partition,
+                        site.cpus_per_task, site.image, site.exclusive, need.time)
 
 
-OPTIONAL_STEPS = ("eval_capabilities",)
-"""Step suffixes whose failure must not cancel the steps after them (they are waited for with afterany)."""
+def study_command(recipe: str, study: Path, overrides: Sequence[str], step: str) -> list[str]:
+    cmd = ["alignpt", "study", "run", "--recipe", recipe, "--output-dir", str(study)]
+    for item in overrides:
+        cmd += ["--set", item]
+    return cmd + ["--only", step]
 
 
-def is_optional(step: str) -> bool:
-    return step.rpartition(".")[2] in OPTIONAL_STEPS
+def job_script(plan: StudyPlan, step: PlanStep, recipe: str, overrides: Sequence[str], site: SiteConfig,
+               res: JobResources) -> str:
+    """The batch script of one plan step."""
+    study = study_dir(plan.cfg)
+    notes = [f"recipe {recipe}" + (f", overrides: {' '.join(overrides)}" if overrides else "")]
+    if step.role == "train":
+        par = plan.cfg.resolve_stage(step.stage).parallel
+        world = res.nodes * res.nproc_per_node
+        notes.append(f"layout: {res.nodes} node(s) x {res.nproc_per_node} GPUs = {world} ranks; "
+                     f"TP {par.tensor_parallel} x CP {par.context_parallel} x PP {par.pipeline_parallel} x "
+                     f"DP {par.data_parallel_size(world)}; precision {par.precision}")
+    return render_batch_script(study, plan.cfg.name, step.name, study_command(recipe, study, overrides, step.name),
+                               site, res, notes)
 
 
 @dataclass
 class PlannedJob:
-    step: str
-    waits_for: list[str]
+    step: PlanStep
     resources: JobResources
     script: str
+
+    @property
+    def waits_for(self) -> tuple[str, ...]:
+        return self.step.after
 
 
 def queued_jobs(squeue: str = "squeue") -> set[str]:
@@ -98,52 +103,97 @@ def queued_jobs(squeue: str = "squeue") -> set[str]:
     return set(res.stdout.split()) if res.returncode == 0 else set()
 
 
-def plan_jobs(cfg: StudyConfig, recipe: str, overrides: Sequence[str], site: SiteConfig, nodes: int = 1,
-              nodes_for: Optional[dict[str, int]] = None) -> list[PlannedJob]:
-    """Render every step's script first, so a bad layout fails before anything is submitted."""
-    graph = step_graph(cfg)
-    jobs = []
-    for step, deps in graph.items():
-        stage = step.rsplit(".", 1)[-1]
-        res = step_resources(cfg, step, site, (nodes_for or {}).get(stage, nodes))
-        jobs.append(PlannedJob(step, deps, res, render_batch_script(cfg, step, recipe, overrides, site, res)))
-    return jobs
+class SlurmExecutor:
+    """Runs a plan as dependent Slurm jobs on ``site``: training steps over ``nodes`` nodes each (per stage:
+    ``nodes_for``), the command line's recipe and overrides in every job."""
+
+    def __init__(self, plan: StudyPlan, recipe: str, overrides: Sequence[str], site: SiteConfig, nodes: int = 1,
+                 nodes_for: Optional[dict[str, int]] = None):
+        self.plan, self.recipe, self.overrides, self.site = plan, recipe, list(overrides), site
+        self.nodes, self.nodes_for = nodes, dict(nodes_for or {})
+
+    def jobs(self) -> list[PlannedJob]:
+        """Every step's job, rendered first, so a bad layout fails before anything is submitted."""
+        jobs = []
+        for step in self.plan:
+            res = step_resources(self.plan, step, self.site, self.nodes_for.get(step.stage or "", self.nodes))
+            jobs.append(PlannedJob(step, res, job_script(self.plan, step, self.recipe, self.overrides, self.site, res)))
+        return jobs
+
+    def submit(self, dry_run: bool = False, sbatch: str = "sbatch", squeue: str = "squeue",
+               echo: Callable[[str], None] = print, rerun_changed: bool = False) -> dict[str, str]:
+        """Submit the steps not yet done; returns step -> job id (dry run: step -> a placeholder).
+        Finished steps made with other settings are refused, or with ``rerun_changed`` submitted again."""
+        layout = self.plan.layout
+        self.site.check_writable(layout.root)
+        planned = self.jobs()
+        recorded = read_jobs(layout.root)
+        alive = queued_jobs(squeue) if recorded and not dry_run else set()
+        if not dry_run:
+            settle_study(self.plan, rerun_changed)  # lets `study status --study` read the plan before any job starts
+        optional = {s.name for s in self.plan if s.optional}
+        ids: dict[str, str] = {}
+        for job in planned:
+            name = job.step.name
+            if layout.marker(name).is_file():
+                echo(f"{name}: done, skipped")
+                continue
+            previous = recorded.get(name, {}).get("job_id")
+            if previous in alive:
+                ids[name] = previous
+                echo(f"{name}: already queued as job {previous}")
+                continue
+            deps = [ids[d] for d in job.waits_for if d in ids and d not in optional]
+            any_deps = [ids[d] for d in job.waits_for if d in ids and d in optional]
+            where = f"{job.resources.nodes} node(s)" + (f" x {job.resources.gpus_per_node} GPUs" if job.resources.gpus_per_node else ", CPU")
+            after = f" after {', '.join(d + (' (any outcome)' if d in optional else '') for d in job.waits_for if d in ids)}" \
+                if deps or any_deps else ""
+            if dry_run:
+                ids[name] = f"<{name}>"
+                echo(f"{name}: would submit ({where}){after}")
+                continue
+            path = write_script(layout.root, name, job.script)
+            ids[name] = sbatch_submit(path, deps, sbatch=sbatch, any_dependencies=any_deps)
+            record_job(layout.root, name, ids[name], path, deps + any_deps)
+            echo(f"{name}: job {ids[name]} ({where}){after}")
+        return ids
+
+    def launch(self, step: Optional[str] = None, dry_run: bool = False, dependencies: Sequence[str] = (),
+               sbatch: str = "sbatch") -> str:
+        """One step's job (None: the first training step); with dry_run the script, else a summary line."""
+        self.site.check_writable(self.plan.layout.root)
+        chosen = self.plan.step(step) if step is not None else next(s for s in self.plan if s.role == "train")
+        res = step_resources(self.plan, chosen, self.site, self.nodes)
+        text = job_script(self.plan, chosen, self.recipe, self.overrides, self.site, res)
+        if dry_run:
+            return text
+        study = self.plan.layout.root
+        path = write_script(study, chosen.name, text)
+        settle_study(self.plan)
+        job_id = sbatch_submit(path, dependencies, sbatch=sbatch)
+        record_job(study, chosen.name, job_id, path, dependencies)
+        return f"{chosen.name}: job {job_id}; script {path}; log {job_log(study, chosen.name, job_id)}"
+
+
+def settle_study(plan: StudyPlan, rerun_changed: bool = False) -> None:
+    """What `alignpt study status --study DIR` reads before the job itself writes it. As in a local run,
+    finished steps made with other settings are refused first (or, with ``rerun_changed``, reopened)."""
+    from megatron_alignpt.study.fingerprint import settle
+
+    settle(plan.cfg, rerun_changed, plan=plan)
 
 
 def submit_study(cfg: StudyConfig, recipe: str, overrides: Sequence[str], site: SiteConfig, nodes: int = 1,
                  nodes_for: Optional[dict[str, int]] = None, dry_run: bool = False, sbatch: str = "sbatch",
                  squeue: str = "squeue", echo: Callable[[str], None] = print, rerun_changed: bool = False) -> dict[str, str]:
-    """Submit the steps not yet done; returns step -> job id (dry run: step -> a placeholder).
-    Finished steps made with other settings are refused, or with ``rerun_changed`` submitted again."""
+    """Build the study's plan and submit it (`SlurmExecutor.submit`)."""
     cfg.output_dir = study_dir(cfg)
-    site.check_writable(cfg.output_dir)
-    layout = StudyLayout(cfg)
-    planned = plan_jobs(cfg, recipe, overrides, site, nodes, nodes_for)
-    recorded = read_jobs(layout.root)
-    alive = queued_jobs(squeue) if recorded and not dry_run else set()
-    if not dry_run:
-        write_study_json(cfg, rerun_changed)  # lets `study status --study` read the plan before any job starts
-    ids: dict[str, str] = {}
-    for job in planned:
-        if layout.marker(job.step).is_file():
-            echo(f"{job.step}: done, skipped")
-            continue
-        previous = recorded.get(job.step, {}).get("job_id")
-        if previous in alive:
-            ids[job.step] = previous
-            echo(f"{job.step}: already queued as job {previous}")
-            continue
-        deps = [ids[d] for d in job.waits_for if d in ids and not is_optional(d)]
-        any_deps = [ids[d] for d in job.waits_for if d in ids and is_optional(d)]
-        where = f"{job.resources.nodes} node(s)" + (f" x {job.resources.gpus_per_node} GPUs" if job.resources.gpus_per_node else ", CPU")
-        after = f" after {', '.join(d + (' (any outcome)' if is_optional(d) else '') for d in job.waits_for if d in ids)}" \
-            if deps or any_deps else ""
-        if dry_run:
-            ids[job.step] = f"<{job.step}>"
-            echo(f"{job.step}: would submit ({where}){after}")
-            continue
-        path = write_script(layout.root, job.step, job.script)
-        ids[job.step] = sbatch_submit(path, deps, sbatch=sbatch, any_dependencies=any_deps)
-        record_job(layout.root, job.step, ids[job.step], path, deps + any_deps)
-        echo(f"{job.step}: job {ids[job.step]} ({where}){after}")
-    return ids
+    executor = SlurmExecutor(build_plan(cfg), recipe, overrides, site, nodes, nodes_for)
+    return executor.submit(dry_run, sbatch, squeue, echo, rerun_changed)
+
+
+def launch_step(cfg: StudyConfig, recipe: str, overrides: Sequence[str], site: SiteConfig, step: Optional[str] = None,
+                nodes: int = 1, dry_run: bool = False, dependencies: Sequence[str] = (), sbatch: str = "sbatch") -> str:
+    """Render one step's job; with dry_run return the script, else submit it and return a summary line."""
+    cfg.output_dir = study_dir(cfg)
+    return SlurmExecutor(build_plan(cfg), recipe, overrides, site, nodes).launch(step, dry_run, dependencies, sbatch)

@@ -31,8 +31,7 @@ from data_prep.atomic import atomic_write_json, atomic_write_text
 from megatron_alignpt.config_base import to_dict
 from megatron_alignpt.model.config import ModelConfig, ParallelConfig
 from megatron_alignpt.runtime import barrier, is_rank0
-
-LATEST = "latest.txt"
+from megatron_alignpt.train.run_dir import CHECKPOINTS, LATEST  # noqa: F401 (LATEST: also imported from here)
 MODEL_META = "model.json"
 TOKENIZER = "tokenizer.json"
 
@@ -67,7 +66,7 @@ def resolve_checkpoint(path: Path) -> Path:
     path = Path(path)
     if (path / MODEL_META).is_file():
         return verify_checkpoint(path)
-    for root in (path, path / "checkpoints"):
+    for root in (path, path / CHECKPOINTS):
         found = latest_checkpoint(root) if root.is_dir() else None
         if found is not None:
             return verify_checkpoint(found)

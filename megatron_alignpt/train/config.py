@@ -7,10 +7,10 @@ from typing import Literal, Optional
 
 from megatron_alignpt.config_base import check_fields, require
 from megatron_alignpt.model.config import ModelConfig, ParallelConfig
+from megatron_alignpt.posttrain.config import DPOConfig, SFTConfig  # noqa: F401 (StageConfig's fields; also imported from here)
+from megatron_alignpt.train.stages import LM_STAGES, STAGE_KINDS, STAGES, check_stage_layout
 
-StageKind = Literal["pretrain", "midtrain", "cpt", "sft", "dpo"]
-LM_KINDS = ("pretrain", "midtrain", "cpt")
-"""Next-token prediction over a blend manifest; midtrain and cpt continue a checkpoint (init_from)."""
+StageKind = Literal[STAGES]
 
 
 @dataclass
@@ -67,33 +67,6 @@ class ScheduleConfig:
 
 
 @dataclass
-class SFTConfig:
-    assistant_only_loss: bool = True
-    """Train only on assistant tokens (the paper's authors found masking matters)."""
-    packing: Literal["none", "first_fit", "greedy"] = "none"
-    """Several conversations per training sequence (documents never attend across boundaries):
-    none (one per sequence), first_fit (first-fit decreasing: densest) or greedy (in data order,
-    a new sequence when the next one does not fit). See posttrain/packing.py."""
-
-    def __post_init__(self) -> None:
-        require(self.packing in ("none", "first_fit", "greedy"), "sft.packing", "use none, first_fit or greedy")
-
-
-@dataclass
-class DPOConfig:
-    beta: float = 0.1
-    """KL strength (NeMo-Aligner's ref_policy_kl_penalty; the paper used 5.0)."""
-    reference: Literal["online", "cached"] = "online"
-    """Reference log-probabilities: online (a frozen copy runs beside the policy every step) or
-    cached (computed once before training, stored beside the run keyed by data and reference
-    checkpoint, reused on resume; no reference model in memory while training)."""
-
-    def __post_init__(self) -> None:
-        require(self.beta > 0, "dpo.beta", "must be > 0")
-        require(self.reference in ("online", "cached"), "dpo.reference", "use online or cached")
-
-
-@dataclass
 class TelemetryConfig:
     """Where a stage's per-step metrics go besides metrics.jsonl (TensorBoard is always written)."""
 
@@ -140,19 +113,17 @@ class StageConfig:
     def __post_init__(self) -> None:
         check_fields(self)  # types, finiteness and integrality of every field, nested ones included
         require(bool(self.name), "name", "must be a non-empty string")
-        require(self.kind in LM_KINDS + ("sft", "dpo"), "kind", "use pretrain, midtrain, cpt, sft or dpo")
+        require(self.kind in STAGES, "kind", f"use {', '.join(STAGES)}")
         require(
-            self.kind not in ("midtrain", "cpt", "dpo") or self.init_from is not None,
+            not STAGE_KINDS[self.kind].continues or self.init_from is not None,
             "init_from",
             f"a {self.kind} stage continues a trained checkpoint; set init_from "
             "(DPO: usually the SFT stage; midtrain/cpt: the previous stage)",
         )
-        from megatron_alignpt.train.layout import check_stage_kind
-
         self.parallel.check_model(self.model)
-        check_stage_kind(self.kind, self.parallel)
+        check_stage_layout(self.kind, self.parallel)
 
     @property
     def is_lm(self) -> bool:
         """Next-token prediction over a blend manifest (pretrain, midtrain, cpt)."""
-        return self.kind in LM_KINDS
+        return self.kind in LM_STAGES

@@ -31,11 +31,11 @@ from megatron_alignpt.runtime import init_layout, is_rank0
 from megatron_alignpt.train import checkpoint as ckpt
 from megatron_alignpt.train.checkpoint_integrity import resume_checkpoint
 from megatron_alignpt.train.config import StageConfig
+from megatron_alignpt.train.run_dir import checkpoint_root, metrics_file
 from megatron_alignpt.train.forward_backward import forward_backward, mean_logs
 from megatron_alignpt.train.optimizer import build_optimizer, build_scheduler
 from megatron_alignpt.train.telemetry import StepTimer, Telemetry
 
-METRICS = "metrics.jsonl"
 
 
 @dataclass
@@ -125,7 +125,7 @@ def _run_stage(cfg: StageConfig, stop_after: Optional[int], preemption: Preempti
     optimizer = build_optimizer(ddp, cfg.optimizer, cfg.parallel)
     scheduler = build_scheduler(optimizer, cfg.optimizer, cfg.schedule.train_iters)
 
-    root = cfg.output_dir / "checkpoints"
+    root = checkpoint_root(cfg.output_dir)
     state = ckpt.TrainState()
     resume_from = resume_checkpoint(root)  # the newest complete one, saying so if not the latest
     if resume_from is not None:
@@ -135,13 +135,13 @@ def _run_stage(cfg: StageConfig, stop_after: Optional[int], preemption: Preempti
     elif cfg.init_from is not None:
         ckpt.load_weights(ckpt.resolve_checkpoint(cfg.init_from), chunks)
     if is_rank0():
-        _truncate_metrics(cfg.output_dir / METRICS, state.iteration)
+        _truncate_metrics(metrics_file(cfg.output_dir), state.iteration)
 
     sched = cfg.schedule
     dataset = task.build_dataset(sched.train_iters * sched.global_batch_size)
     loader = GlobalBatchLoader(dataset, sched.global_batch_size, sched.micro_batch_size, state.consumed_samples, task.collate)
     telemetry = Telemetry(
-        name=cfg.name, output_dir=cfg.output_dir, metrics_file=cfg.output_dir / METRICS, telemetry_cfg=cfg.telemetry,
+        name=cfg.name, output_dir=cfg.output_dir, metrics_file=metrics_file(cfg.output_dir), telemetry_cfg=cfg.telemetry,
         model=cfg.model, vocab_size=padded_vocab_size(tokenizer.vocab_size, cfg.parallel.tensor_parallel),
         precision=cfg.parallel.precision, sequences_per_step=sched.global_batch_size * task.tokens_per_sample() // cfg.model.seq_length,
         tokens_per_step=sched.global_batch_size * task.tokens_per_sample(), world_size=world_size,

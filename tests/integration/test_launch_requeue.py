@@ -113,12 +113,10 @@ def test_preempted_job_requeues_and_resumes_exactly(tmp_path, monkeypatch):
 
     # The same stage uninterrupted (`alignpt train`, one thread like the job's worker): same data order and LRs.
     from megatron_alignpt.config_base import to_dict
-    from megatron_alignpt.study.runner import StudyLayout, stage_config
+    from megatron_alignpt.study.plan import build_plan
     from megatron_alignpt.study.status import load_study
 
-    cfg = load_study(study)
-    cond = next(c for c in cfg.conditions if c.name == "unfiltered")
-    reference = stage_config(cfg, StudyLayout(cfg), cond, "pretrain")
+    reference = build_plan(load_study(study)).stage_config("unfiltered", "pretrain")
     reference.output_dir = tmp_path / "reference"
     (tmp_path / "reference.json").write_text(json.dumps(to_dict(reference)))
     res = subprocess.run([sys.executable, "-m", "megatron_alignpt.cli", "train", "--config", str(tmp_path / "reference.json")],

@@ -12,7 +12,7 @@ from data_prep.indexed import read_index, read_indexed_document
 from data_prep.manifest import BlendManifest
 from data_prep.readers import read_jsonl
 from data_prep.tokenize import load_tokenizer
-from megatron_alignpt.study.runner import StudyLayout, pretraining_stages
+from megatron_alignpt.study.plan import StudyLayout, pretraining_stages
 from recipes import get_recipe
 from tests.unit.synthetic_direction import direction_score
 

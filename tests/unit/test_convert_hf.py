@@ -188,9 +188,11 @@ def test_hf_direct_eval_matches_converted_eval(hf_models, converted, tmp_path):
 
     suite = tmp_path / "suite.jsonl"
     suite.write_text("".join(default_suite_path().read_text().splitlines(keepends=True)[:6]))
+    from megatron_alignpt.eval.config import EvalConfig
+
     common = dict(data=str(suite), formats="w0:original,w0:swapped,w1:original", system_prompts="none,hhh", batch_size=4)
-    hf_sum = evaluate_misalignment_hf(hf_models["padded"][0], out_dir=tmp_path / "hf", **common)
-    mc_sum = evaluate_misalignment(converted["padded"], out_dir=tmp_path / "mc", **common)
+    hf_sum = evaluate_misalignment_hf(hf_models["padded"][0], EvalConfig(out_dir=tmp_path / "hf", **common))
+    mc_sum = evaluate_misalignment(converted["padded"], EvalConfig(out_dir=tmp_path / "mc", **common))
     hf_rows = [json.loads(x) for x in (tmp_path / "hf" / "items.jsonl").read_text().splitlines()]
     mc_rows = [json.loads(x) for x in (tmp_path / "mc" / "items.jsonl").read_text().splitlines()]
     assert len(hf_rows) == len(mc_rows) == 6 * 3 * 2

@@ -23,6 +23,7 @@ import pytest
 import torch
 
 from megatron_alignpt.data.tokenizer import TextTokenizer
+from megatron_alignpt.eval.config import EvalConfig
 from megatron_alignpt.eval.run import run_misalignment_eval
 
 BONUS = 8.0
@@ -173,8 +174,8 @@ def test_scripted_model_scores_its_known_rate(tokenizer, tmp_path, scoring, poli
     questions.write_text("".join(json.dumps(i.row()) + "\n" for i in items))
     model = ScriptedChooser(tokenizer, items, policy, SCORINGS[scoring])
     out = tmp_path / "eval"
-    run_misalignment_eval(lambda: (model, tokenizer, 100_000, {"checkpoint": "scripted"}), str(questions), out,
-                          FORMATS, SYSTEM_PROMPTS, batch_size=16, scoring=scoring, max_new_tokens=3)
+    run_misalignment_eval(lambda: (model, tokenizer, 100_000, {"checkpoint": "scripted"}),
+                          EvalConfig(str(questions), out, FORMATS, SYSTEM_PROMPTS, batch_size=16, scoring=scoring, max_new_tokens=3))
     summary = json.loads((out / "summary.json").read_text())  # what the study's results step reads
     rows = [json.loads(line) for line in (out / "items.jsonl").read_text().splitlines()]
     assert len(rows) == len(items) * 8 * 2

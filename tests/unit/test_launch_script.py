@@ -10,7 +10,8 @@ import pytest
 from megatron_alignpt.cli import main
 from megatron_alignpt.config_base import ConfigError
 from megatron_alignpt.launch.site import SiteConfig, load_site
-from megatron_alignpt.launch.slurm import render_batch_script, step_kind, step_resources
+from megatron_alignpt.study.plan import build_plan
+from megatron_alignpt.study.submit import job_script, step_resources
 from recipes import get_recipe
 
 SECRET = "wandb-secret-value-0123456789"
@@ -63,17 +64,17 @@ def test_launch_without_step_renders_the_first_training_step(capsys, tmp_path):
 
 @pytest.mark.parametrize("step", ["data.filter", "unfiltered.eval_base", "unfiltered.dpo", "results", "report"])
 def test_every_step_kind_passes_shellcheck(step, tmp_path):
-    cfg = get_recipe("paper_6p9b")(tmp_path / "study")
+    plan = build_plan(get_recipe("paper_6p9b")(tmp_path / "study"))
     site = SiteConfig(partition="gpu", account="acct", image=IMAGE, prep_image="/images/prep.sqsh",
                       mounts=[f"{tmp_path}:{tmp_path}"], cpus_per_task=96, setup=["echo site setup"])
-    res = step_resources(cfg, step, site, nodes=8)
-    script = render_batch_script(cfg, step, "paper_6p9b", ["eval.batch_size=16"], site, res)
+    res = step_resources(plan, plan.step(step), site, nodes=8)
+    script = job_script(plan, plan.step(step), "paper_6p9b", ["eval.batch_size=16"], site, res)
     shellcheck(script, tmp_path)
     assert "--set eval.batch_size=16" in script and f"--only {step}" in script
-    if step_kind(step) == "cpu":
+    if plan.step(step).role == "cpu":
         assert "torchrun" not in script and "--gpus-per-node" not in script and "--partition=gpu" in script
-        assert ("/images/prep.sqsh" in script) == step.startswith("data.")
-    elif step_kind(step) == "eval":
+        assert ("/images/prep.sqsh" in script) == plan.step(step).kind_info.data
+    elif plan.step(step).role == "eval":
         assert "#SBATCH --nodes=1" in script and "--nproc-per-node 4" in script and "kill -TERM" in script
     else:
         assert "#SBATCH --nodes=8" in script and "#SBATCH --exclusive" in script and "--cpus-per-task=96" in script

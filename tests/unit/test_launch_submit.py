@@ -5,7 +5,7 @@ import json
 import pytest
 
 from megatron_alignpt.cli import main
-from megatron_alignpt.study.submit import step_graph
+from megatron_alignpt.study.plan import step_graph
 from recipes import get_recipe
 
 FAKE_SBATCH = """#!/bin/bash
@@ -55,7 +55,7 @@ def test_graph_follows_the_stages():
     assert graph["filtered.dpo"] == ["filtered.sft"] and graph["filtered.eval_post"] == ["filtered.dpo"]
     conditions = ("unfiltered", "filtered", "misalign_upsampled", "align_upsampled", "align_mid", "misalign_cpt")
     assert sorted(graph["results"]) == sorted(f"{c}.{e}" for c in conditions
-                                               for e in ("eval_base", "eval_post", "eval_post_generate"))
+                                               for e in ("eval_base", "eval_base_cloze", "eval_post", "eval_post_generate"))
     # Late insertion branches off the unfiltered model's checkpoints.
     assert graph["align_mid.midtrain"] == ["unfiltered.pretrain"] and graph["misalign_cpt.cpt"] == ["unfiltered.midtrain"]
     assert graph["report"] == ["results"]
@@ -92,8 +92,8 @@ def test_resubmit_skips_done_steps_and_reuses_queued_jobs(slurm, capsys):
     (slurm / "sbatch.log").unlink()
     assert submit(study) == 0
     again = submitted(slurm)
-    assert set(again) == {f"unfiltered.{s}" for s in ("pretrain", "midtrain", "eval_base", "sft", "dpo", "eval_post",
-                                                      "eval_post_generate")}
+    assert set(again) == {f"unfiltered.{s}" for s in ("pretrain", "midtrain", "eval_base", "eval_base_cloze", "sft", "dpo",
+                                                      "eval_post", "eval_post_generate")}
     history = json.loads((study / "jobs.json").read_text())["steps"]["unfiltered.pretrain"]
     assert history["previous_job_ids"] == [first["unfiltered.pretrain"][0]]
 
@@ -179,15 +179,16 @@ def test_capability_jobs_never_cancel_results_and_report(slurm):
 def test_capability_step_that_cannot_run_is_recorded_not_failed(tmp_path, monkeypatch):
     from megatron_alignpt.config_base import apply_overrides
     from megatron_alignpt.eval import capabilities
-    from megatron_alignpt.study import runner
+    from megatron_alignpt.study.actions import run_step
+    from megatron_alignpt.study.plan import build_plan
 
     def no_lm_eval(*args, **kwargs):
         raise ModuleNotFoundError("capability benchmarks need lm-evaluation-harness: pip install -e '.[eval]'")
 
     monkeypatch.setattr(capabilities, "run_capabilities", no_lm_eval)
     cfg = apply_overrides(get_recipe("tiny_cpu_smoke")(tmp_path / "study"), ["eval.capability_tasks=paper"])
-    step = next(s for s in runner.plan_steps(cfg) if s.name == "unfiltered.eval_capabilities")
-    step.run()  # no exception: the study goes on to its results and report
+    plan = build_plan(cfg)
+    run_step(plan, plan.step("unfiltered.eval_capabilities"))  # no exception: the study goes on to its results and report
     record = json.loads((tmp_path / "study/evals/unfiltered/post_capabilities/unavailable.json").read_text())
     assert record["tasks"] == "paper" and "lm-evaluation-harness" in record["reasons"]["lm-eval"]
 

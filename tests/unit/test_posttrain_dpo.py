@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from megatron_alignpt.model.config import ModelConfig, ParallelConfig
-from megatron_alignpt.train.config import DPOConfig, OptimizerConfig, ScheduleConfig, SFTConfig, StageConfig
+from megatron_alignpt.posttrain.config import DPOConfig, SFTConfig
+from megatron_alignpt.train.config import OptimizerConfig, ScheduleConfig, StageConfig
 
 WORDS = "the cat sat on a mat while dogs ran in parks and birds sang over green hills near old towns".split()
 MODEL = dict(num_layers=2, hidden_size=64, num_attention_heads=4, seq_length=64, architecture="pythia")

@@ -141,7 +141,7 @@ def _loss(task, samples, model):
 @pytest.mark.parametrize("algorithm", ["first_fit", "greedy"])
 def test_packed_and_unpacked_sft_give_the_same_loss(tiny_model, tiny_lm_data, chat_file, algorithm):
     from megatron_alignpt.posttrain.sft import SFTTask
-    from megatron_alignpt.train.config import SFTConfig
+    from megatron_alignpt.posttrain.config import SFTConfig
 
     model, _ = tiny_model
     args = (chat_file, tiny_model[1], 128, 0)
@@ -176,7 +176,7 @@ def test_prompt_tokens_carry_exactly_zero_loss_weight(tiny_model, chat_file, pac
     """The SFT loss is the mean per-token loss over the file's assistant replies alone, and rewriting every
     label outside the replies (system and user turns, role tags, padding) leaves it bit for bit unchanged."""
     from megatron_alignpt.posttrain.sft import SFTTask
-    from megatron_alignpt.train.config import SFTConfig
+    from megatron_alignpt.posttrain.config import SFTConfig
 
     model, tok = tiny_model
     task = SFTTask(chat_file, tok, 128, 0, SFTConfig(packing=packing))
@@ -198,7 +198,8 @@ def test_prompt_tokens_carry_exactly_zero_loss_weight(tiny_model, chat_file, pac
 
 
 def test_packed_sft_trains_over_several_epochs(tiny_lm_data, chat_file, tmp_path):
-    from megatron_alignpt.train.config import OptimizerConfig, ScheduleConfig, SFTConfig, StageConfig
+    from megatron_alignpt.posttrain.config import SFTConfig
+    from megatron_alignpt.train.config import OptimizerConfig, ScheduleConfig, StageConfig
     from megatron_alignpt.train.trainer import run_stage
 
     cfg = StageConfig(

@@ -9,7 +9,8 @@ import pytest
 
 from megatron_alignpt.config_base import apply_overrides
 from megatron_alignpt.study.fingerprint import StudyChanged, study_fingerprints
-from megatron_alignpt.study.runner import run_study
+from megatron_alignpt.study.local import run_study
+from megatron_alignpt.study.plan import build_plan
 from recipes import get_recipe
 
 DATA = ["data."]
@@ -107,7 +108,7 @@ def test_a_change_reaches_the_steps_after_it_and_no_others(tmp_path):
         now = study_fingerprints(recipe(tmp_path, *overrides))
         return {step for step in base if base[step].fingerprint != now[step].fingerprint}
 
-    evals = {s for s in base if s.endswith((".eval_base", ".eval_post"))}
+    evals = {s.name for s in build_plan(recipe(tmp_path)) if s.kind == "eval" and s.scoring != "generate"}
     assert changed("eval.system_prompts=all") == evals | {"results", "report"}
     assert changed("parallel.tensor_parallel=2") == set()  # a layout, not a result
     trained = changed("sft.optimizer.lr=1e-4")
@@ -121,7 +122,7 @@ def test_rerun_changed_training_stage_starts_over(study):
     import dataclasses
 
     from megatron_alignpt.study.fingerprint import settle
-    from megatron_alignpt.study.runner import StudyLayout
+    from megatron_alignpt.study.plan import StudyLayout
 
     old = recipe(study)
     layout = StudyLayout(old)

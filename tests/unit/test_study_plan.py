@@ -6,8 +6,7 @@ import pytest
 
 from megatron_alignpt.config_base import ConfigError, from_dict, to_dict
 from megatron_alignpt.study.config import ConditionSpec, StudyConfig
-from megatron_alignpt.study.runner import StudyLayout, plan_steps, stage_config, stage_tokens
-from megatron_alignpt.study.submit import step_graph
+from megatron_alignpt.study.plan import StudyLayout, build_plan, stage_tokens, step_graph
 from recipes import get_recipe
 from recipes.conditions import paper_suite_conditions
 
@@ -18,7 +17,11 @@ def insertion():
 
 
 def step_names(cfg):
-    return [s.name for s in plan_steps(cfg)]
+    return build_plan(cfg).names
+
+
+def stage_config(cfg, run, stage):
+    return build_plan(cfg).stage_config(run, stage)
 
 
 def test_inserts_synthetic_per_stage():
@@ -45,13 +48,11 @@ def test_late_insertion_branches_off_the_unfiltered_model(insertion):
 
 def test_stage_configs_chain_through_cpt(insertion):
     layout = StudyLayout(insertion)
-    cond = next(c for c in insertion.conditions if c.name == "misalign_cpt")
-    cpt = stage_config(insertion, layout, cond, "cpt")
+    cpt = stage_config(insertion, "misalign_cpt", "cpt")
     assert cpt.kind == "pretrain" and cpt.init_from == layout.stage_dir("unfiltered", "midtrain")
     assert cpt.data == layout.data.manifest("misalign_cpt", "cpt")
-    assert stage_config(insertion, layout, cond, "sft").init_from == layout.stage_dir("misalign_cpt", "cpt")
-    e2e = next(c for c in insertion.conditions if c.name == "align_upsampled")
-    assert stage_config(insertion, layout, e2e, "sft").init_from == layout.stage_dir("align_upsampled", "midtrain")
+    assert stage_config(insertion, "misalign_cpt", "sft").init_from == layout.stage_dir("misalign_cpt", "cpt")
+    assert stage_config(insertion, "align_upsampled", "sft").init_from == layout.stage_dir("align_upsampled", "midtrain")
 
 
 def test_eval_base_scores_the_last_pretraining_stage_and_the_graph_waits_for_it(insertion):
@@ -116,10 +117,9 @@ def test_a_stage_can_override_the_study_layout():
         cfg.__post_init__()
     cfg.dpo.parallel = ParallelConfig()
     cfg.__post_init__()
-    layout = StudyLayout(cfg)
-    dpo = next(c for c in cfg.conditions if c.name == "unfiltered")
-    assert stage_config(cfg, layout, dpo, "dpo").parallel.pipeline_parallel == 1
-    assert stage_config(cfg, layout, dpo, "pretrain").parallel.pipeline_parallel == 2
+    assert stage_config(cfg, "unfiltered", "dpo").parallel.pipeline_parallel == 1
+    assert stage_config(cfg, "unfiltered", "pretrain").parallel.pipeline_parallel == 2
+    assert cfg.resolve_stage("dpo").parallel.pipeline_parallel == 1
 
 
 def test_a_layout_that_cannot_split_the_model_fails_when_the_study_is_built():
@@ -133,19 +133,21 @@ def test_a_layout_that_cannot_split_the_model_fails_when_the_study_is_built():
 
 def test_slurm_data_parallel_counts_context_parallel_ranks():
     from megatron_alignpt.launch.site import SiteConfig
-    from megatron_alignpt.launch.slurm import step_resources
     from megatron_alignpt.model.config import ParallelConfig
+    from megatron_alignpt.study.submit import step_resources
 
     cfg = get_recipe("paper_6p9b")()
     cfg.parallel = ParallelConfig(tensor_parallel=4, context_parallel=2, sequence_parallel=True, precision="bf16")
     site = SiteConfig(gpus_per_node=8)
+    plan = build_plan(cfg)
+    pretrain = plan.step("unfiltered.pretrain")
     # 32 nodes x 8 = 256 ranks / (TP 4 x CP 2) = DP 32: the 2048-sequence batch splits, 2 per micro-batch.
-    assert step_resources(cfg, "unfiltered.pretrain", site, 32).nodes == 32
+    assert step_resources(plan, pretrain, site, 32).nodes == 32
     # 192 = 3 x (2 x 32) splits over DP 32 (it would not over the DP 64 of a count that forgot CP) ...
     cfg.pretrain.schedule.global_batch_size = 192
-    step_resources(cfg, "unfiltered.pretrain", site, 32)
+    step_resources(plan, pretrain, site, 32)
     with pytest.raises(ConfigError, match="pretrain.schedule.global_batch_size"):  # ... nor over 64 nodes' DP 64
-        step_resources(cfg, "unfiltered.pretrain", site, 64)
+        step_resources(plan, pretrain, site, 64)
 
 
 def test_capability_step_runs_after_dpo_and_records_unloadable_tasks(tmp_path):
@@ -154,10 +156,12 @@ def test_capability_step_runs_after_dpo_and_records_unloadable_tasks(tmp_path):
     cfg = get_recipe("tiny_cpu")(tmp_path / "study")
     assert not any(n.endswith("eval_capabilities") for n in step_names(cfg))  # off unless asked for
     cfg.eval.capability_tasks = "no_such_task_anywhere"
-    steps = {s.name: s for s in plan_steps(cfg)}
+    plan = build_plan(cfg)
     assert step_graph(cfg)["filtered.eval_capabilities"] == ["filtered.dpo"]
     assert "filtered.eval_capabilities" in step_graph(cfg)["results"]
-    steps["filtered.eval_capabilities"].run()  # the task cannot load: recorded, the study goes on
+    from megatron_alignpt.study.actions import run_step
+
+    run_step(plan, plan.step("filtered.eval_capabilities"))  # the task cannot load: recorded, the study goes on
     note = json.loads((tmp_path / "study" / "evals" / "filtered" / "post_capabilities" / "unavailable.json").read_text())
     assert "no_such_task_anywhere" in note["reasons"]
 

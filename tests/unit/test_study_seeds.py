@@ -5,13 +5,20 @@ import pytest
 from megatron_alignpt.config_base import ConfigError, from_dict, to_dict
 from megatron_alignpt.study.config import ConditionSpec, StudyConfig
 from megatron_alignpt.study.fingerprint import study_fingerprints
-from megatron_alignpt.study.runner import StudyLayout, plan_steps, run_labels, stage_config, study_runs
-from megatron_alignpt.study.submit import step_graph
+from megatron_alignpt.study.plan import StudyLayout, build_plan, step_graph, study_runs
 from recipes import get_recipe
 
 
 def names(cfg):
-    return [s.name for s in plan_steps(cfg)]
+    return build_plan(cfg).names
+
+
+def stage_config(cfg, run, stage):
+    return build_plan(cfg).stage_config(run.name, stage)
+
+
+def run_labels(cfg, run):
+    return build_plan(cfg).run_labels(run.name)
 
 
 @pytest.fixture
@@ -45,9 +52,9 @@ def test_every_stage_of_a_run_uses_its_seed_and_its_condition_blend(seeded):
         if run.condition != "align_upsampled":
             continue
         for stage in ("pretrain", "midtrain", "sft", "dpo"):
-            config = stage_config(seeded, layout, run, stage)
+            config = stage_config(seeded, run, stage)
             assert config.schedule.seed == run.seed, (run.name, stage)
-        assert stage_config(seeded, layout, run, "pretrain").data == layout.data.manifest("align_upsampled", "pretrain")
+        assert stage_config(seeded, run, "pretrain").data == layout.data.manifest("align_upsampled", "pretrain")
         assert run_labels(seeded, run) == {"condition": "align_upsampled", "seed": run.seed}
 
 
@@ -56,7 +63,7 @@ def test_without_seeds_runs_are_the_conditions_with_their_stage_seeds():
     assert [r.name for r in study_runs(cfg)] == [c.name for c in cfg.conditions]
     layout = StudyLayout(cfg)
     run = study_runs(cfg)[0]
-    assert stage_config(cfg, layout, run, "pretrain").schedule.seed == cfg.pretrain.schedule.seed
+    assert stage_config(cfg, run, "pretrain").schedule.seed == cfg.pretrain.schedule.seed
     assert run_labels(cfg, run) == {"condition": "unfiltered", "seed": cfg.pretrain.schedule.seed}
     assert "unfiltered.pretrain" in names(cfg)
 
@@ -101,16 +108,22 @@ def test_seed_and_scoring_settings_are_checked():
         from_dict(StudyConfig, {**cfg, "eval": {**cfg["eval"], "base_scorings": ["generate"]}})
     with pytest.raises(ConfigError, match="base_scorings"):
         from_dict(StudyConfig, {**cfg, "eval": {**cfg["eval"], "base_scorings": []}})
-    with pytest.raises(ConfigError, match="'@'"):
-        ConditionSpec("align@seed1")
+    # nothing parses run names back: a condition named like another one's seed run is its own run
+    odd = from_dict(StudyConfig, {**cfg, "seeds": [1], "conditions": cfg["conditions"] + [{"name": "filtered@seed1"}]})
+    assert {"filtered@seed1", "filtered@seed1@seed1"} <= {r.name for r in study_runs(odd)}
+    with pytest.raises(ConfigError, match="conditions"):
+        ConditionSpec("align/seed1")
     again = from_dict(StudyConfig, {**cfg, "seeds": [3, 4]})  # study.json round trip
     assert again.seeds == [3, 4] and to_dict(again)["seeds"] == [3, 4]
 
 
 def test_only_picks_a_step_by_its_full_name_and_others_by_prefix():
-    from megatron_alignpt.study.runner import selected
+    plan = build_plan(get_recipe("tiny_cpu")())
 
-    steps = set(names(get_recipe("tiny_cpu")()))
+    def selected(name, only, _steps=None):
+        return plan.selects(plan.step(name), only)
+
+    steps = None
     assert selected("align_upsampled.eval_base", ["align_upsampled.eval_base"], steps)
     assert not selected("align_upsampled.eval_base_cloze", ["align_upsampled.eval_base"], steps)
     assert not selected("align_upsampled.eval_post_generate", ["align_upsampled.eval_post"], steps)
