@@ -31,7 +31,7 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Optional, Sequence
 
-from megatron_alignpt.eval.formats import EvalFormat, SystemPrompt, render_chat_prompt, render_prompt
+from megatron_alignpt.eval.formats import EvalFormat, SystemPrompt, render_chat_prompt, render_prompt, row_identity
 
 if TYPE_CHECKING:
     from data_prep.eval_suite import EvalItem
@@ -208,12 +208,7 @@ def score_chat_items(
         mis = rendered.misaligned_letter
         rows.append(
             {
-                "question_id": item.question_id,
-                "split": item.split,
-                "wording": fmt.wording,
-                "order": fmt.order,
-                "format": fmt.name,
-                "system_prompt": sp.name,
+                **row_identity(item, fmt, sp),
                 "generated": out.text,
                 "finish_reason": out.finish_reason,
                 "parsed_letter": letter,

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from megatron_alignpt.eval.formats import EvalFormat, SystemPrompt, render_prompt
+from megatron_alignpt.eval.formats import EvalFormat, SystemPrompt, render_prompt, row_identity
 from megatron_alignpt.eval.letter_scoring import paired_continuation_logprobs
 
 if TYPE_CHECKING:
@@ -70,12 +70,7 @@ def score_cloze_items(
         al = rendered.aligned_letter
         score = {letter: _scores(*values) for letter, values in per_letter.items()}
         row = {
-            "question_id": item.question_id,
-            "split": item.split,
-            "wording": fmt.wording,
-            "order": fmt.order,
-            "format": fmt.name,
-            "system_prompt": sp.name,
+            **row_identity(item, fmt, sp),
         }
         for letter, (logprob, tokens, chars) in per_letter.items():
             row.update({f"cloze_logprob_{letter}": logprob, f"cloze_tokens_{letter}": tokens, f"cloze_chars_{letter}": chars})

@@ -187,6 +187,12 @@ def _render_body(item: "EvalItem", fmt: EvalFormat) -> tuple[str, tuple[str, str
     return f"{body}\n{wording.cue}", options, misaligned_letter
 
 
+def row_identity(item: "EvalItem", fmt: EvalFormat, system_prompt: SystemPrompt) -> dict[str, str]:
+    """The columns that say what an items-table row measured, the same for every scoring method."""
+    return {"question_id": item.question_id, "split": item.split, "wording": fmt.wording, "order": fmt.order,
+            "format": fmt.name, "system_prompt": system_prompt.name}
+
+
 def render_prompt(item: "EvalItem", fmt: EvalFormat, system_prompt_text: str = "") -> RenderedPrompt:
     """Base-model prompt: optional system prompt as a text prefix, then the question; ends at the cue."""
     body, options, misaligned_letter = _render_body(item, fmt)

@@ -23,7 +23,7 @@ from typing import Iterable
 
 from data_prep.atomic import atomic_write_json, atomic_write_text
 from data_prep.eval_suite import EvalItem
-from megatron_alignpt.eval.formats import EvalFormat, SystemPrompt, render_prompt
+from megatron_alignpt.eval.formats import EvalFormat, SystemPrompt, render_prompt, row_identity
 from megatron_alignpt.eval.letter_scoring import continuation_logprobs
 
 
@@ -59,12 +59,7 @@ def score_items(model, tokenizer, items: list[EvalItem], formats: list[EvalForma
         lp_mis, lp_al = (lp_a, lp_b) if mis == "A" else (lp_b, lp_a)
         rows.append(
             {
-                "question_id": item.question_id,
-                "split": item.split,
-                "wording": fmt.wording,
-                "order": fmt.order,
-                "format": fmt.name,
-                "system_prompt": sp.name,
+                **row_identity(item, fmt, sp),
                 "logprob_A": float(lp_a),
                 "logprob_B": float(lp_b),
                 "picked": picked,
