@@ -9,6 +9,14 @@ Imports no torch, so it can run on CPU data nodes. Directory layout under `<stud
     synthetic/overlap.json                              word 3-gram overlap of each option with each document set
     indexed/<name>.{bin,idx}                            Megatron indexed datasets
     manifests/<condition>.<stage>.json                  blend per condition and stage (pretrain, midtrain, cpt)
+    pipeline/<step>/                                    datatrove logs, completion markers, per-task counts
+
+The filter, resample and tokenize steps run as datatrove pipelines (`data_prep.pipeline.steps`) on
+``data.executor`` with ``data.tasks`` tasks (each takes whole input files) and ``data.workers`` at once;
+a rerun resumes them, skipping the files already done. Each dataset is tokenized as one shard per input
+file and the shards are merged in input order, so ``indexed/<name>`` holds the same documents in the
+same order as tokenizing the corpus in one process; the per-shard token counts stay in
+``pipeline/<name>/merged.json``. :func:`data_step_resources` says what each step needs.
 
 Corpora are named by the stage that first uses them: ``pretrain`` (DataPlan.corpus), ``midtrain``
 (DataPlan.midtrain_corpus, when set) and ``cpt`` (DataPlan.cpt_corpus, when set). A stage without its
@@ -17,16 +25,18 @@ own corpus uses the previous stage's: CPT -> midtraining -> pretraining corpus.
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 from data_prep.contamination import guard_files
 from data_prep.eval_suite import load_suite
-from data_prep.filtering import run_filter
+from data_prep.filtering import filter_files
 from data_prep.manifest import BlendManifest, DatasetEntry, build_condition_manifest
+from data_prep.pipeline.runner import Execution, SlurmOptions
+from data_prep.pipeline.steps import resample_and_tokenize, tokenize_files
 from data_prep.readers import iter_documents
-from data_prep.resample import resample_filter_output
 from data_prep.synthetic import TemplateGenerator, generate_corpus, write_documents_jsonl
-from data_prep.tokenize import tokenize_to_indexed, train_bpe_tokenizer
+from data_prep.tokenize import train_bpe_tokenizer
 
 from megatron_alignpt.study.config import ConditionSpec, DataPlan
 
@@ -77,11 +87,19 @@ class StudyData:
     def resample_report(self, corpus_name: str) -> Path:
         return self.filtered_dir(corpus_name) / "resample.json"
 
+    def pipeline_dir(self, name: str) -> Path:
+        """Scratch of one datatrove step: logs, completion markers, per-task counts, shards."""
+        return self.root / "pipeline" / name
+
+    def execution(self) -> Execution:
+        """The datatrove executor settings of the data steps (``data.executor``, ``data.tasks``, ``data.workers``)."""
+        return data_execution(self.plan)
+
     # ---- steps
     def filter_corpora(self) -> None:
-        # The step's own output: a rerun (after a crash, or of a changed step) replaces it whole.
+        # A rerun resumes (files done are skipped); one with other inputs or blocklist starts over.
         for name, path in self.corpora().items():
-            run_filter(path, self.filtered_dir(name), overwrite=True)
+            filter_files(path, self.filtered_dir(name), self.pipeline_dir(f"filter_{name}"), self.execution())
 
     def build_tokenizer(self) -> None:
         if self.plan.tokenizer is not None:
@@ -158,23 +176,33 @@ class StudyData:
 
     def resample_filtered(self, corpus_name: str) -> Path:
         """Refill the removed documents' token budget with copies of kept ones (as the paper does) into
-        ``filtered/<corpus>/resampled/``, measured with the study tokenizer; stats in ``resample.json``."""
-        resample_filter_output(self.filtered_dir(corpus_name), seed=self.plan.resample_seed,
-                               tokenizer=self.tokenizer)
+        ``filtered/<corpus>/resampled/``, measured with the study tokenizer (stats in ``resample.json``),
+        and tokenize the result into ``indexed/<corpus>_filtered``."""
+        name = f"{corpus_name}_filtered"
+        resample_and_tokenize(self.filtered_dir(corpus_name), self.tokenizer, self.plan.resample_seed, self.prefix(name),
+                              self.pipeline_dir(name), self.execution())
         return self.filtered_dir(corpus_name) / "resampled"
+
+    def tokenize_corpora(self) -> None:
+        """``indexed/<corpus>_unfiltered`` of every named corpus."""
+        for name, path in self.corpora().items():
+            self._tokenize(f"{name}_unfiltered", path)
+
+    def tokenize_synthetic(self) -> None:
+        """``indexed/synthetic_<direction>`` of the discourse documents."""
+        for direction in DIRECTIONS:
+            self._tokenize(f"synthetic_{direction}", self.synthetic_file(direction))
+
+    def _tokenize(self, name: str, source: Path) -> None:
+        tokenize_files(source, self.tokenizer, self.prefix(name), self.pipeline_dir(name), self.execution())
 
     def tokenize_all(self) -> None:
         """Indexed datasets of every corpus, unfiltered and filtered (filtered = resampled to the same
         token budget), and of the synthetic documents."""
-        sources = {}
-        for name, path in self.corpora().items():
-            sources[f"{name}_unfiltered"] = path
-            sources[f"{name}_filtered"] = self.resample_filtered(name)
-        for direction in DIRECTIONS:
-            sources[f"synthetic_{direction}"] = self.synthetic_file(direction)
-        for name, path in sources.items():
-            texts = (doc.text for doc in iter_documents(path))
-            tokenize_to_indexed(texts, self.tokenizer, self.prefix(name))
+        self.tokenize_corpora()
+        for name in self.corpora():
+            self.resample_filtered(name)
+        self.tokenize_synthetic()
 
     def write_manifests(self, conditions: list[ConditionSpec], stage_tokens: dict[str, int] | None = None) -> None:
         """Write ``manifests/<condition>.<stage>.json`` for every condition and stage.
@@ -200,3 +228,14 @@ class StudyData:
         dose = self.dose(stage) if inserted else 0.0
         return build_condition_manifest(cond.name, stage, [base], synthetic, dose, tokenizer=str(self.tokenizer),
                                         stage_tokens=stage_tokens, max_repetitions=self.plan.max_synthetic_repetitions)
+
+
+ONE_TASK_PER_FILE = 1 << 30
+"""``data.tasks = 0``: as many tasks as a step has input files (every step caps its tasks at that)."""
+
+
+def data_execution(plan: DataPlan) -> Execution:
+    """The data steps' :class:`Execution` from ``data.executor``, ``data.tasks``, ``data.workers``."""
+    workers = plan.workers or ((os.cpu_count() or 1) if plan.executor == "local" else -1)
+    return Execution(plan.executor, tasks=plan.tasks or ONE_TASK_PER_FILE, workers=workers,
+                     slurm=SlurmOptions(partition=plan.slurm_partition, job_name="alignpt_data"), where="data.")
