@@ -61,6 +61,94 @@ def time_demo_steps(workdir: Path) -> dict:
             "digests": _indexed_digests(data)}
 
 
+def corpus(workdir: Path, size_mb: float, shards: int) -> tuple[Path, dict]:
+    """The benchmark corpus, built once per (size, shards) and reused."""
+    folder = workdir / f"corpus_{size_mb:g}mb_{shards}"
+    record = folder / "corpus.json"
+    if record.is_file():
+        return folder, json.loads(record.read_text())
+    shutil.rmtree(folder, ignore_errors=True)
+    counts = build_corpus(folder / "shards", size_mb, join=1, seed=0, shards=shards)
+    record.write_text(json.dumps(counts), encoding="utf-8")
+    return folder, counts
+
+
+def tokenizer(workdir: Path, vocab_size: int = 4096) -> Path:
+    """The demo's tokenizer: byte-level BPE of ``vocab_size`` trained on the shipped corpus."""
+    import gzip
+
+    from data_prep.tokenize import train_bpe_tokenizer
+    from data_throughput import SHIPPED
+
+    path = workdir / f"tokenizer_{vocab_size}.json"
+    if not path.is_file():
+        with gzip.open(SHIPPED, "rt", encoding="utf-8") as handle:
+            train_bpe_tokenizer((json.loads(line)["text"] for line in handle), vocab_size, path)
+    return path
+
+
+def run_steps(source: Path, counts: dict, tokenizer_path: Path, out: Path, workers: int) -> dict:
+    """Filter, tokenize (unfiltered) and resample + tokenize (filtered) from scratch with ``workers`` local workers."""
+    from data_prep.readers import iter_documents  # noqa: F401  (imported before timing)
+    from megatron_alignpt.study.config import DataPlan
+    from megatron_alignpt.study.data_steps import StudyData
+
+    shutil.rmtree(out, ignore_errors=True)
+    data = StudyData(out / "data", DataPlan(corpus=source, eval_suite="unused", tokenizer=tokenizer_path, workers=workers))
+    data.build_tokenizer()
+    rows = {}
+    for name, step in (("filter", data.filter_corpora), ("tokenize", data.tokenize_corpora),
+                       ("resample", lambda: data.resample_filtered("pretrain"))):
+        cpu, wall = time.process_time(), time.perf_counter()
+        step()
+        rows[name] = {"wall_s": time.perf_counter() - wall, "cpu_s_this_process": time.process_time() - cpu}
+    filtered = json.loads((data.filtered_dir("pretrain") / "stats.json").read_text())
+    resample = json.loads(data.resample_report("pretrain").read_text())
+    unfiltered = json.loads((data.pipeline_dir("pretrain_unfiltered") / "merged.json").read_text())
+    merged = json.loads((data.pipeline_dir("pretrain_filtered") / "merged.json").read_text())
+    resample_counts = json.loads(json.dumps(_counts(data.pipeline_dir("pretrain_filtered"))))
+    sizes = {"filter": (counts["text_bytes"], filtered["documents_in"], None),
+             "tokenize": (counts["text_bytes"], unfiltered["documents"], unfiltered["tokens"]),
+             "resample": (resample_counts["write_resampled"]["bytes"], merged["documents"], merged["tokens"])}
+    for name, (size, docs, tokens) in sizes.items():
+        wall = rows[name]["wall_s"]
+        rows[name].update({"text_mb": size / MB, "documents": docs, "tokens": tokens, "mb_per_s": size / MB / wall,
+                           "docs_per_s": docs / wall, "tokens_per_s": tokens / wall if tokens else None})
+    rows["all"] = {"wall_s": sum(r["wall_s"] for r in rows.values()), "corpus_mb": counts["text_bytes"] / MB,
+                   "flag_rate": filtered["flag_rate"], "resample_total_over_budget": resample["total_over_budget"]}
+    rows["all"]["corpus_mb_per_s"] = rows["all"]["corpus_mb"] / rows["all"]["wall_s"]
+    shutil.rmtree(out, ignore_errors=True)
+    return rows
+
+
+def _counts(work_dir: Path) -> dict:
+    from data_prep.pipeline.steps import step_counts
+
+    return step_counts(work_dir)
+
+
+STEP_LABELS = {"filter": "filter (read, blocklist, write kept/removed)", "tokenize": "tokenize unfiltered (read, encode, .bin/.idx, merge)",
+               "resample": "resample + tokenize filtered (measure, copy, encode, merge)"}
+
+
+def table(runs: dict[int, dict]) -> str:
+    workers = sorted(runs)
+    head = "| step | " + " | ".join(f"{w} worker{'s' if w > 1 else ''}" for w in workers) + " | scaling |"
+    lines = [head, "|" + " --- |" * (len(workers) + 2)]
+    for step, label in STEP_LABELS.items():
+        cells = []
+        for w in workers:
+            r = runs[w][step]
+            tokens = f", {r['tokens_per_s'] / 1e6:.2f} M tokens/s" if r["tokens_per_s"] else ""
+            cells.append(f"{r['wall_s']:.1f} s: {r['mb_per_s']:.2f} MB/s, {r['docs_per_s']:,.0f} docs/s{tokens}")
+        scaling = runs[workers[-1]][step]["mb_per_s"] / runs[workers[0]][step]["mb_per_s"]
+        lines.append(f"| {label} | " + " | ".join(cells) + f" | x{scaling:.2f} |")
+    total = [runs[w]["all"] for w in workers]
+    lines.append("| all three, per MB of corpus | " + " | ".join(f"{t['wall_s']:.1f} s: {t['corpus_mb_per_s']:.2f} MB/s" for t in total)
+                 + f" | x{total[-1]['corpus_mb_per_s'] / total[0]['corpus_mb_per_s']:.2f} |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--demo", action="store_true", help="time the tiny_cpu study's data steps instead")
@@ -79,7 +167,23 @@ def main(argv: list[str] | None = None) -> dict:
         result["demo"] = time_demo_steps(workdir / "demo")
         print(json.dumps(result["demo"], indent=2))
         return result
-    raise SystemExit("corpus mode: not yet available")
+    workdir.mkdir(parents=True, exist_ok=True)
+    source, counts = corpus(workdir, args.size_mb, args.shards)
+    result["corpus"] = counts
+    print(f"corpus: {counts['documents']:,} documents, {counts['text_bytes'] / MB:.1f} MB of text in {args.shards} files", flush=True)
+    tok = tokenizer(workdir)
+    runs = {}
+    for workers in (int(w) for w in args.workers.split(",")):
+        runs[workers] = run_steps(source / "shards", counts, tok, workdir / f"run_{workers}", workers)
+        print(f"{workers} worker(s): {json.dumps(runs[workers]['all'])}", flush=True)
+    result["runs"] = {str(w): r for w, r in runs.items()}
+    result["machine"]["loadavg_end"] = os.getloadavg()
+    result["table"] = table(runs)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    print(result["table"])
+    return result
 
 
 if __name__ == "__main__":

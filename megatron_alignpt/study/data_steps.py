@@ -239,3 +239,68 @@ def data_execution(plan: DataPlan) -> Execution:
     workers = plan.workers or ((os.cpu_count() or 1) if plan.executor == "local" else -1)
     return Execution(plan.executor, tasks=plan.tasks or ONE_TASK_PER_FILE, workers=workers,
                      slurm=SlurmOptions(partition=plan.slurm_partition, job_name="alignpt_data"), where="data.")
+
+
+CORE_MB_PER_S = {"filter": 12.0, "tokenize": 2.2, "resample": 1.1}
+"""Per-core rates of the data steps in MB of input text per CPU second (``benchmarks/data_steps_throughput.py``,
+README "Data preparation at corpus scale"): the resample step tokenizes its documents twice (to measure the
+budget, then to write them)."""
+TEXT_PER_DISK_BYTE = {".gz": 3.0, ".zst": 3.5, ".parquet": 2.5}
+"""Assumed bytes of text per byte on disk of compressed inputs (web text); plain JSON Lines count as 1."""
+BYTES_PER_TOKEN = 4.4
+"""Assumed UTF-8 bytes of English web text per GPT-NeoX token, to size a corpus given in tokens."""
+
+
+@dataclass(frozen=True)
+class DataStepResources:
+    """What one datatrove data step asks for; the study plan shows it beside the step."""
+
+    executor: str
+    tasks: int
+    """Tasks the step is split into, each taking whole input files; 0: one per input file (count not known yet)."""
+    workers: int
+    """Tasks at once: local processes, Slurm array jobs or Ray tasks in flight; -1: no cap."""
+    cpu_hours: float | None
+    """Estimated CPU time at the per-core rates of ``CORE_MB_PER_S``; None when the corpus size is unknown."""
+
+    def describe(self) -> str:
+        tasks = f"{self.tasks} task{'s' * (self.tasks > 1)}" if self.tasks else "1 task per input file"
+        workers = "all at once" if self.workers == -1 else f"{self.workers} at once"
+        cpu = ""
+        if self.cpu_hours is not None:
+            cpu = f", ~{self.cpu_hours:,.1f} CPU h" if self.cpu_hours >= 0.1 else f", ~{self.cpu_hours * 3600:.0f} CPU s"
+        return f"{self.executor}: {tasks}, {workers}{cpu}"
+
+
+def _text_bytes(path: Path) -> tuple[int, int] | None:
+    """(input files, estimated text bytes) of a corpus on this machine; None if it is not here."""
+    from data_prep.readers import list_input_files
+
+    try:
+        files = list_input_files(path)
+    except (FileNotFoundError, ValueError):
+        return None
+    factor = lambda f: next((v for k, v in TEXT_PER_DISK_BYTE.items() if f.name.lower().endswith(k)), 1.0)  # noqa: E731
+    return len(files), int(sum(f.stat().st_size * factor(f) for f in files))
+
+
+def data_step_resources(plan: DataPlan, corpus_tokens: int | None = None) -> dict[str, DataStepResources]:
+    """Resources of the datatrove steps ``data.filter`` and ``data.tokenize`` (the latter: tokenize every
+    corpus, resample + tokenize its filtered version, tokenize the synthetic documents).
+
+    Corpus sizes come from the files when they are on this machine, else from ``corpus_tokens`` (the
+    natural tokens of all corpora, e.g. the study's pretraining budget) at ``BYTES_PER_TOKEN``."""
+    execution = data_execution(plan)
+    found = [_text_bytes(path) for path in StudyData(Path("."), plan).corpora().values()]
+    if all(found):
+        files, text = max(n for n, _ in found), sum(b for _, b in found)
+    else:
+        files, text = 0, int(corpus_tokens * BYTES_PER_TOKEN) if corpus_tokens else None
+    tasks = execution.for_items(files).tasks if files else (plan.tasks or 0)
+    workers = execution.for_items(files).workers if files else execution.workers
+
+    def hours(*steps: str) -> float | None:
+        return None if text is None else sum(text / 1e6 / CORE_MB_PER_S[s] for s in steps) / 3600
+
+    return {"data.filter": DataStepResources(plan.executor, tasks, workers, hours("filter")),
+            "data.tokenize": DataStepResources(plan.executor, tasks, workers, hours("tokenize", "resample"))}
