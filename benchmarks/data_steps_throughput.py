@@ -149,6 +149,33 @@ def table(runs: dict[int, dict]) -> str:
     return "\n".join(lines)
 
 
+PAPER_TOKENS = 550e9
+"""The paper's pretraining corpus, in GPT-NeoX tokens."""
+
+
+def projection(runs: dict[int, dict], cores_per_node: int, bytes_per_token: float, nodes=(1, 4, 16, 32)) -> str:
+    """Projected wall time of the three steps over the paper's corpus per node count, from the measured
+    1-worker rate (per core) and the measured scaling from 1 to the most workers (per-core efficiency),
+    assuming both hold on every core of every node and input files outnumber the cores."""
+    workers = sorted(runs)
+    per_core = runs[workers[0]]["all"]["corpus_mb_per_s"]
+    efficiency = runs[workers[-1]]["all"]["corpus_mb_per_s"] / per_core / workers[-1] if len(workers) > 1 else 1.0
+    text_mb = PAPER_TOKENS * bytes_per_token / MB
+    lines = [f"corpus {PAPER_TOKENS / 1e9:.0f}B tokens x {bytes_per_token} bytes/token = {text_mb / 1e6:.2f} TB of text; "
+             f"{per_core:.2f} MB/s per core through filter + tokenize + resample/tokenize, scaling efficiency "
+             f"{efficiency:.2f}, {cores_per_node} cores per node", "",
+             "| nodes | cores | projected wall time |", "| --- | --- | --- |"]
+    for n in nodes:
+        seconds = text_mb / (per_core * efficiency * cores_per_node * n)
+        lines.append(f"| {n} | {n * cores_per_node:,} | {seconds / 3600:,.1f} h |")
+    return "\n".join(lines)
+
+
+def render(result: dict, cores_per_node: int, bytes_per_token: float) -> str:
+    runs = {int(w): r for w, r in result["runs"].items()}
+    return table(runs) + "\n\n" + projection(runs, cores_per_node, bytes_per_token)
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--demo", action="store_true", help="time the tiny_cpu study's data steps instead")
@@ -157,7 +184,14 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--workers", default="1,2", help="local worker counts to run (default 1,2)")
     parser.add_argument("--workdir", default="/tmp/alignpt_data_steps_bench")
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "cpu_data_steps_throughput.json"))
+    parser.add_argument("--cores-per-node", type=int, default=64, help="for the projection (default 64)")
+    parser.add_argument("--bytes-per-token", type=float, default=4.4, help="of the paper's corpus (default 4.4)")
+    parser.add_argument("--render", metavar="JSON", help="only print the table and projection of a saved result")
     args = parser.parse_args(argv)
+    if args.render:
+        result = json.loads(Path(args.render).read_text(encoding="utf-8"))
+        print(render(result, args.cores_per_node, args.bytes_per_token))
+        return result
     workdir = Path(args.workdir)
     if workdir.resolve().is_relative_to(REPO):
         parser.error(f"--workdir {workdir} is inside the repository; use a path under /tmp")
@@ -178,7 +212,7 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"{workers} worker(s): {json.dumps(runs[workers]['all'])}", flush=True)
     result["runs"] = {str(w): r for w, r in runs.items()}
     result["machine"]["loadavg_end"] = os.getloadavg()
-    result["table"] = table(runs)
+    result["table"] = render(result, args.cores_per_node, args.bytes_per_token)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
