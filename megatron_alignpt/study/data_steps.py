@@ -234,9 +234,14 @@ ONE_TASK_PER_FILE = 1 << 30
 """``data.tasks = 0``: as many tasks as a step has input files (every step caps its tasks at that)."""
 
 
+def _usable_cores() -> int:
+    """Cores this process may run on (a Slurm allocation or container limit, not the whole node)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 def data_execution(plan: DataPlan) -> Execution:
     """The data steps' :class:`Execution` from ``data.executor``, ``data.tasks``, ``data.workers``."""
-    workers = plan.workers or ((os.cpu_count() or 1) if plan.executor == "local" else -1)
+    workers = plan.workers or (_usable_cores() if plan.executor == "local" else -1)
     return Execution(plan.executor, tasks=plan.tasks or ONE_TASK_PER_FILE, workers=workers,
                      slurm=SlurmOptions(partition=plan.slurm_partition, job_name="alignpt_data"), where="data.")
 

@@ -185,7 +185,7 @@ def test_study_config_chooses_and_checks_the_data_executor(tmp_path):
     from megatron_alignpt.study.data_steps import data_execution
 
     plan = DataPlan(corpus=tmp_path, eval_suite="x")
-    assert data_execution(plan).executor == "local" and data_execution(plan).workers == (os.cpu_count() or 1)
+    assert data_execution(plan).executor == "local" and data_execution(plan).workers == len(os.sched_getaffinity(0))
     slurm = data_execution(DataPlan(corpus=tmp_path, eval_suite="x", executor="slurm", slurm_partition="cpu", tasks=64))
     assert (slurm.tasks, slurm.workers, slurm.slurm.partition) == (64, -1, "cpu")
     for bad, field in (({"executor": "spark"}, "data.executor"), ({"executor": "slurm"}, "data.slurm_partition"),
