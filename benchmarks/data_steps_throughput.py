@@ -89,7 +89,6 @@ def tokenizer(workdir: Path, vocab_size: int = 4096) -> Path:
 
 def run_steps(source: Path, counts: dict, tokenizer_path: Path, out: Path, workers: int) -> dict:
     """Filter, tokenize (unfiltered) and resample + tokenize (filtered) from scratch with ``workers`` local workers."""
-    from data_prep.readers import iter_documents  # noqa: F401  (imported before timing)
     from megatron_alignpt.study.config import DataPlan
     from megatron_alignpt.study.data_steps import StudyData
 
