@@ -17,11 +17,13 @@ keeps their token counts. Outputs are written under temporary names and renamed 
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
+import sys
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 from data_prep.atomic import atomic_write_json, sha256_file
 from data_prep.pipeline.runner import Execution, collect_stats, incomplete_tasks, make_executor
@@ -51,10 +53,32 @@ def start_or_resume(work_dir: Path, settings: dict[str, Any], outputs: Iterable[
     atomic_write_json(record, settings)
 
 
+@contextlib.contextmanager
+def console_to(path: Path) -> Iterator[None]:
+    """Send this process's standard error (file descriptor 2, which local worker processes inherit) to ``path``
+    while datatrove runs, so a step prints nothing but its result or one error line; ``ALIGNPT_DEBUG=1`` keeps
+    the console. datatrove's own per-task logs (``logs/<stage>/logs/``) hold everything either way."""
+    if os.environ.get("ALIGNPT_DEBUG"):
+        yield
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(path, "a", encoding="utf-8") as sink:
+            os.dup2(sink.fileno(), 2)
+            yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 def run_stage(name: str, pipeline: list, work_dir: Path, execution: Execution) -> None:
     """Run the tasks of one stage not yet completed; raises StagePending if some are still out (Slurm)."""
     logging_dir = Path(work_dir) / "logs" / name
-    make_executor(execution, logging_dir, pipeline).run()
+    with console_to(logging_dir / "console.log"):
+        make_executor(execution, logging_dir, pipeline).run()
     missing = incomplete_tasks(logging_dir, execution.tasks)
     if missing:
         raise StagePending(f"{logging_dir}: {len(missing)} of {execution.tasks} tasks not finished "

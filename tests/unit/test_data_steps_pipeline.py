@@ -145,7 +145,8 @@ def test_cli_prep_filter_bad_input_exits_2_naming_the_line(tmp_path, capsys):
 
     _write(tmp_path / "bad.jsonl", [{"text": "fine"}, {"txt": "no text"}])
     assert main(["prep", "filter", "--input", str(tmp_path / "bad.jsonl"), "--output", str(tmp_path / "out")]) == 2
-    assert "bad.jsonl:2: field 'text': missing" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "bad.jsonl:2: field 'text': missing" in err and len(err.strip().splitlines()) == 1  # datatrove's logs: in files
     assert not (tmp_path / "out").exists()
 
 
