@@ -63,15 +63,19 @@ def console_to(path: Path) -> Iterator[None]:
         return
     path.parent.mkdir(parents=True, exist_ok=True)
     sys.stderr.flush()
-    saved = os.dup(2)
+    saved_fd, saved_stream = os.dup(2), sys.stderr
     try:
         with open(path, "a", encoding="utf-8") as sink:
             os.dup2(sink.fileno(), 2)
+            sys.stderr = sink  # what datatrove's logger writes to in this process
             yield
     finally:
-        sys.stderr.flush()
-        os.dup2(saved, 2)
-        os.close(saved)
+        from datatrove.utils.logging import setup_default_logger
+
+        sys.stderr = saved_stream
+        os.dup2(saved_fd, 2)
+        os.close(saved_fd)
+        setup_default_logger()  # datatrove's logger back on the console, off the closed file
 
 
 def run_stage(name: str, pipeline: list, work_dir: Path, execution: Execution) -> None:
