@@ -246,11 +246,10 @@ def data_execution(plan: DataPlan) -> Execution:
                      slurm=SlurmOptions(partition=plan.slurm_partition, job_name="alignpt_data"), where="data.")
 
 
-CORE_MB_PER_S = {"filter": 12.0, "tokenize": 2.2, "resample": 1.1}
-"""Per-core rates of the data steps in MB of input text per CPU second on a quiet core (README "Data preparation
-at corpus scale": filter 12.4 MB/s, tokenize 505k tokens/s of ~4.4 bytes); the resample step tokenizes its
-documents twice (to measure the budget, then to write them), which ``benchmarks/data_steps_throughput.py``
-measures at about half the tokenize rate."""
+CORE_MB_PER_S = {"filter": 18.0, "tokenize": 2.7, "resample": 1.25}
+"""Per-core rates of the data steps in MB of input text per second on one quiet core, as
+``benchmarks/data_steps_throughput.py`` measured them over 1 GB with one worker (README "Data preparation at
+corpus scale"); the resample step tokenizes its documents twice (to measure the budget, then to write them)."""
 TEXT_PER_DISK_BYTE = {".gz": 3.0, ".zst": 3.5, ".parquet": 2.5}
 """Assumed bytes of text per byte on disk of compressed inputs (web text); plain JSON Lines count as 1."""
 BYTES_PER_TOKEN = 4.4
