@@ -171,6 +171,7 @@ class BlocklistFilterStep(_CountingStep):
         self.exclusion_writer = exclusion_writer
         self.blocklist = Blocklist.load(blocklist_dir)
         self.removed_per_category: Counter[str] = Counter()
+        self.per_file: dict[str, Counter[str]] = {}
 
     def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
         writer = self.exclusion_writer
@@ -180,11 +181,15 @@ class BlocklistFilterStep(_CountingStep):
                 self.count("documents_in")
                 self.count("bytes_in", size)
                 decision = self.blocklist.check(doc.text)
+                in_file = self.per_file.setdefault(doc.metadata.get(STEM, ""), Counter())
+                in_file["documents"] += 1
                 if decision.keep:
                     self.count("documents_out")
                     self.count("bytes_out", size)
+                    in_file["kept"] += 1
                     yield doc
                     continue
+                in_file["removed"] += 1
                 self.count("removed")
                 self.count("bytes_removed", size)
                 self.count(f"removed_{decision.category}")
@@ -198,7 +203,8 @@ class BlocklistFilterStep(_CountingStep):
             raise
         if writer is not None:
             writer.close(rank)
-        self.save_counts(rank, {"removed_per_category": dict(sorted(self.removed_per_category.items()))})
+        self.save_counts(rank, {"removed_per_category": dict(sorted(self.removed_per_category.items())),
+                                "files": {stem: dict(counts) for stem, counts in sorted(self.per_file.items())}})
 
 
 class ResampleStep(_CountingStep):

@@ -19,7 +19,7 @@ after submitting; run the same command again once the jobs are done to write ``p
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Optional
 
@@ -39,6 +39,36 @@ class SlurmOptions:
     job_name: str = "alignpt_prep"
     venv_path: Optional[str] = None
     sbatch_args: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Execution:
+    """Where the tasks of a pipeline stage run, and how many at once; validated on construction."""
+
+    executor: str = "local"
+    tasks: int = 1
+    """Shards of the work: task ``rank`` takes input files ``rank, rank + tasks, ...``."""
+    workers: int = 1
+    """Local: tasks run at once (processes); Ray: tasks in flight; Slurm: array jobs at once (-1: no cap)."""
+    slurm: SlurmOptions = field(default_factory=SlurmOptions)
+    where: str = ""
+    """Prefix of the field names in error messages (e.g. ``data.``)."""
+
+    def __post_init__(self) -> None:
+        if self.executor not in EXECUTORS:
+            raise ValueError(f"{self.where}executor: {self.executor!r} is not one of {', '.join(EXECUTORS)}")
+        if self.tasks < 1:
+            raise ValueError(f"{self.where}tasks: must be >= 1, got {self.tasks}")
+        if self.workers == 0 or self.workers < -1:
+            raise ValueError(f"{self.where}workers: must be >= 1 or -1 (no cap), got {self.workers}")
+        if self.executor == "slurm" and not self.slurm.partition:
+            raise ValueError(f"{self.where}slurm.partition: the slurm executor needs a partition (--slurm-partition)")
+
+    def for_items(self, items: int) -> "Execution":
+        """At most one task per work item (input file), and no more local workers than tasks."""
+        tasks = max(1, min(self.tasks, items))
+        workers = min(self.workers, tasks) if self.executor == "local" and self.workers != -1 else self.workers
+        return replace(self, tasks=tasks, workers=workers)
 
 
 @dataclass
@@ -68,16 +98,13 @@ class PipelineConfig:
         self.blocklist_dir = Path(self.blocklist_dir) if self.blocklist_dir is not None else None
         if not self.inputs:
             raise ValueError("PipelineConfig.inputs: give at least one input file or directory")
-        if self.executor not in EXECUTORS:
-            raise ValueError(f"PipelineConfig.executor: {self.executor!r} is not one of {', '.join(EXECUTORS)}")
-        if self.tasks < 1:
-            raise ValueError(f"PipelineConfig.tasks: must be >= 1, got {self.tasks}")
-        if self.workers == 0 or self.workers < -1:
-            raise ValueError(f"PipelineConfig.workers: must be >= 1 or -1 (no cap), got {self.workers}")
-        if self.executor == "slurm" and not self.slurm.partition:
-            raise ValueError("PipelineConfig.slurm.partition: the slurm executor needs a partition (--slurm-partition)")
+        self.execution  # validates executor, tasks, workers and slurm
         if self.tokenizer is not None and not self.tokenizer.is_file():
             raise FileNotFoundError(f"tokenizer file not found: {self.tokenizer}")
+
+    @property
+    def execution(self) -> Execution:
+        return Execution(self.executor, self.tasks, self.workers, self.slurm, where="PipelineConfig.")
 
     def to_dict(self) -> dict[str, Any]:
         return json.loads(json.dumps(asdict(self), default=str))
@@ -85,19 +112,11 @@ class PipelineConfig:
 
 def build_stages(cfg: PipelineConfig) -> dict[str, list]:
     """The pipeline as datatrove blocks: ``{"filter": [...], "resample": [...]}`` (resample only if asked)."""
-    from data_prep.pipeline.blocks import (
-        BlocklistFilterStep, DocumentReader, IndexedTokenizerStep, JsonlRowWriter, ResampleStep,
-    )
+    from data_prep.pipeline.blocks import IndexedTokenizerStep, JsonlRowWriter, ResampleStep
 
     out = cfg.output_dir
     stats = out / "stats"
-    filter_stage = [
-        DocumentReader(cfg.inputs, text_field=cfg.text_field, id_field=cfg.id_field, stats_dir=stats),
-        BlocklistFilterStep(exclusion_writer=JsonlRowWriter(out / "removed", block="write_removed", stats_dir=stats),
-                            blocklist_dir=cfg.blocklist_dir, stats_dir=stats),
-        JsonlRowWriter(out / "kept", block="write_kept", stats_dir=stats),
-    ]
-    stages = {"filter": filter_stage}
+    stages = {"filter": filter_stage(cfg.inputs, out, stats, cfg.blocklist_dir, cfg.text_field, cfg.id_field)}
     if cfg.resample:
         stages["resample"] = [
             ResampleStep(out, seed=cfg.seed, tokenizer=cfg.tokenizer, text_field=cfg.text_field, stats_dir=stats),
@@ -108,21 +127,36 @@ def build_stages(cfg: PipelineConfig) -> dict[str, list]:
     return stages
 
 
-def make_executor(cfg: PipelineConfig, name: str, pipeline: list, depends=None):
-    """A datatrove executor for one stage; completion markers live in ``output_dir/logs/<stage>``."""
-    logging_dir = str(cfg.output_dir / "logs" / name)
-    if cfg.executor == "local":
+def filter_stage(inputs: list, out: Path, stats_dir: Path, blocklist_dir: Path | None = None,
+                 text_field: str = "text", id_field: str = "id") -> list:
+    """The blocklist filter as datatrove blocks: read -> filter (removed/ with reasons) -> kept/.
+
+    The one filter implementation: ``prep filter``, ``prep pipeline`` and the study's filter step run it."""
+    from data_prep.pipeline.blocks import BlocklistFilterStep, DocumentReader, JsonlRowWriter
+
+    return [
+        DocumentReader(inputs, text_field=text_field, id_field=id_field, stats_dir=stats_dir),
+        BlocklistFilterStep(exclusion_writer=JsonlRowWriter(out / "removed", block="write_removed", stats_dir=stats_dir),
+                            blocklist_dir=blocklist_dir, stats_dir=stats_dir),
+        JsonlRowWriter(out / "kept", block="write_kept", stats_dir=stats_dir),
+    ]
+
+
+def make_executor(execution: Execution, logging_dir: Path, pipeline: list, depends=None):
+    """A datatrove executor for one stage; logs and completion markers live in ``logging_dir``."""
+    logging_dir = str(logging_dir)
+    if execution.executor == "local":
         from datatrove.executor import LocalPipelineExecutor
 
-        return LocalPipelineExecutor(pipeline, tasks=cfg.tasks, workers=cfg.workers, logging_dir=logging_dir,
+        return LocalPipelineExecutor(pipeline, tasks=execution.tasks, workers=execution.workers, logging_dir=logging_dir,
                                      depends=depends, skip_completed=True)
-    if cfg.executor == "slurm":
+    if execution.executor == "slurm":
         from datatrove.executor import SlurmPipelineExecutor
 
-        s = cfg.slurm
-        return SlurmPipelineExecutor(pipeline, tasks=cfg.tasks, workers=cfg.workers, time=s.time, partition=s.partition,
-                                     cpus_per_task=s.cpus_per_task, mem_per_cpu_gb=s.mem_per_cpu_gb,
-                                     job_name=f"{s.job_name}_{name}", venv_path=s.venv_path,
+        s = execution.slurm
+        return SlurmPipelineExecutor(pipeline, tasks=execution.tasks, workers=execution.workers, time=s.time,
+                                     partition=s.partition, cpus_per_task=s.cpus_per_task, mem_per_cpu_gb=s.mem_per_cpu_gb,
+                                     job_name=f"{s.job_name}_{Path(logging_dir).name}", venv_path=s.venv_path,
                                      sbatch_args=dict(s.sbatch_args) or None, logging_dir=logging_dir,
                                      depends=depends, skip_completed=True)
     try:
@@ -131,14 +165,14 @@ def make_executor(cfg: PipelineConfig, name: str, pipeline: list, depends=None):
         raise ModuleNotFoundError("the ray executor needs Ray: pip install 'ray>=2.9' (or use --executor local/slurm)") from None
     from datatrove.executor import RayPipelineExecutor
 
-    return RayPipelineExecutor(pipeline, tasks=cfg.tasks, workers=cfg.workers, logging_dir=logging_dir,
+    return RayPipelineExecutor(pipeline, tasks=execution.tasks, workers=execution.workers, logging_dir=logging_dir,
                                depends=depends, skip_completed=True)
 
 
-def incomplete_tasks(cfg: PipelineConfig, name: str) -> list[int]:
-    """Tasks of stage ``name`` without a completion marker."""
-    done = cfg.output_dir / "logs" / name / "completions"
-    return [rank for rank in range(cfg.tasks) if not (done / f"{rank:05d}").is_file()]
+def incomplete_tasks(logging_dir: Path, tasks: int) -> list[int]:
+    """Tasks of the stage logged in ``logging_dir`` without a completion marker."""
+    done = Path(logging_dir) / "completions"
+    return [rank for rank in range(tasks) if not (done / f"{rank:05d}").is_file()]
 
 
 def run_pipeline(cfg: PipelineConfig) -> dict[str, Any] | None:
@@ -150,12 +184,12 @@ def run_pipeline(cfg: PipelineConfig) -> dict[str, Any] | None:
     stages = build_stages(cfg)
     previous = None
     for name, pipeline in stages.items():
-        executor = make_executor(cfg, name, pipeline, depends=previous)
+        executor = make_executor(cfg.execution, cfg.output_dir / "logs" / name, pipeline, depends=previous)
         if cfg.executor == "local" and previous is not None:
             executor.depends = None  # the previous stage ran to completion just above
         executor.run()
         previous = executor
-    if any(incomplete_tasks(cfg, name) for name in stages):
+    if any(incomplete_tasks(cfg.output_dir / "logs" / name, cfg.tasks) for name in stages):
         return None
     return finish(cfg, list(stages))
 

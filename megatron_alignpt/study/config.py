@@ -117,8 +117,24 @@ class DataPlan:
     max_synthetic_repetitions: float = 50.0
     """Cap on how many times a stage may repeat the synthetic documents (epochs over them); a dose that
     needs more is refused when manifests are written, naming the stage and the tokens missing."""
+    executor: str = "local"
+    """Where the filter, resample and tokenize steps run their datatrove tasks: ``local`` (processes on the
+    machine running the step), ``slurm`` (array jobs; needs ``slurm_partition``) or ``ray``."""
+    tasks: int = 0
+    """Tasks per data step, each taking whole input files; 0: one per input file."""
+    workers: int = 0
+    """Tasks at once: local processes (0: one per CPU core), Slurm array jobs or Ray tasks in flight (0: no cap)."""
+    slurm_partition: str = ""
+    """Partition of the data steps' Slurm jobs (``executor: slurm``)."""
 
     def __post_init__(self) -> None:
+        from data_prep.pipeline.runner import EXECUTORS
+
+        require(self.executor in EXECUTORS, "data.executor", f"must be one of {list(EXECUTORS)}, got {self.executor!r}")
+        require(self.tasks >= 0, "data.tasks", "must be >= 0 (0: one task per input file)")
+        require(self.workers >= 0, "data.workers", "must be >= 0 (0: one per CPU core locally, no cap on Slurm/Ray)")
+        require(self.executor != "slurm" or bool(self.slurm_partition), "data.slurm_partition",
+                "the slurm data executor needs a partition")
         require(self.tokenizer_vocab_size >= 300, "data.tokenizer_vocab_size", "must be >= 300 (byte alphabet + merges)")
         require(self.synthetic_docs_per_item > 0, "data.synthetic_docs_per_item", "must be > 0")
         require(self.max_synthetic_repetitions >= 1, "data.max_synthetic_repetitions", "must be >= 1 (1 = no repetition)")

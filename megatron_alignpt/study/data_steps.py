@@ -9,6 +9,14 @@ Imports no torch, so it can run on CPU data nodes. Directory layout under `<stud
     synthetic/overlap.json                              word 3-gram overlap of each option with each document set
     indexed/<name>.{bin,idx}                            Megatron indexed datasets
     manifests/<condition>.<stage>.json                  blend per condition and stage (pretrain, midtrain, cpt)
+    pipeline/<step>/                                    datatrove logs, completion markers, per-task counts
+
+The filter, resample and tokenize steps run as datatrove pipelines (`data_prep.pipeline.steps`) on
+``data.executor`` with ``data.tasks`` tasks (each takes whole input files) and ``data.workers`` at once;
+a rerun resumes them, skipping the files already done. Each dataset is tokenized as one shard per input
+file and the shards are merged in input order, so ``indexed/<name>`` holds the same documents in the
+same order as tokenizing the corpus in one process; the per-shard token counts stay in
+``pipeline/<name>/merged.json``. :func:`data_step_resources` says what each step needs.
 
 Corpora are named by the stage that first uses them: ``pretrain`` (DataPlan.corpus), ``midtrain``
 (DataPlan.midtrain_corpus, when set) and ``cpt`` (DataPlan.cpt_corpus, when set). A stage without its
@@ -17,16 +25,18 @@ own corpus uses the previous stage's: CPT -> midtraining -> pretraining corpus.
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 from data_prep.contamination import guard_files
 from data_prep.eval_suite import load_suite
-from data_prep.filtering import run_filter
+from data_prep.filtering import filter_files
 from data_prep.manifest import BlendManifest, DatasetEntry, build_condition_manifest
+from data_prep.pipeline.runner import Execution, SlurmOptions
+from data_prep.pipeline.steps import resample_and_tokenize, tokenize_files
 from data_prep.readers import iter_documents
-from data_prep.resample import resample_filter_output
 from data_prep.synthetic import TemplateGenerator, generate_corpus, write_documents_jsonl
-from data_prep.tokenize import tokenize_to_indexed, train_bpe_tokenizer
+from data_prep.tokenize import train_bpe_tokenizer
 
 from megatron_alignpt.study.config import ConditionSpec, DataPlan
 
@@ -77,11 +87,19 @@ class StudyData:
     def resample_report(self, corpus_name: str) -> Path:
         return self.filtered_dir(corpus_name) / "resample.json"
 
+    def pipeline_dir(self, name: str) -> Path:
+        """Scratch of one datatrove step: logs, completion markers, per-task counts, shards."""
+        return self.root / "pipeline" / name
+
+    def execution(self) -> Execution:
+        """The datatrove executor settings of the data steps (``data.executor``, ``data.tasks``, ``data.workers``)."""
+        return data_execution(self.plan)
+
     # ---- steps
     def filter_corpora(self) -> None:
-        # The step's own output: a rerun (after a crash, or of a changed step) replaces it whole.
+        # A rerun resumes (files done are skipped); one with other inputs or blocklist starts over.
         for name, path in self.corpora().items():
-            run_filter(path, self.filtered_dir(name), overwrite=True)
+            filter_files(path, self.filtered_dir(name), self.pipeline_dir(f"filter_{name}"), self.execution())
 
     def build_tokenizer(self) -> None:
         if self.plan.tokenizer is not None:
@@ -158,23 +176,33 @@ class StudyData:
 
     def resample_filtered(self, corpus_name: str) -> Path:
         """Refill the removed documents' token budget with copies of kept ones (as the paper does) into
-        ``filtered/<corpus>/resampled/``, measured with the study tokenizer; stats in ``resample.json``."""
-        resample_filter_output(self.filtered_dir(corpus_name), seed=self.plan.resample_seed,
-                               tokenizer=self.tokenizer)
+        ``filtered/<corpus>/resampled/``, measured with the study tokenizer (stats in ``resample.json``),
+        and tokenize the result into ``indexed/<corpus>_filtered``."""
+        name = f"{corpus_name}_filtered"
+        resample_and_tokenize(self.filtered_dir(corpus_name), self.tokenizer, self.plan.resample_seed, self.prefix(name),
+                              self.pipeline_dir(name), self.execution())
         return self.filtered_dir(corpus_name) / "resampled"
+
+    def tokenize_corpora(self) -> None:
+        """``indexed/<corpus>_unfiltered`` of every named corpus."""
+        for name, path in self.corpora().items():
+            self._tokenize(f"{name}_unfiltered", path)
+
+    def tokenize_synthetic(self) -> None:
+        """``indexed/synthetic_<direction>`` of the discourse documents."""
+        for direction in DIRECTIONS:
+            self._tokenize(f"synthetic_{direction}", self.synthetic_file(direction))
+
+    def _tokenize(self, name: str, source: Path) -> None:
+        tokenize_files(source, self.tokenizer, self.prefix(name), self.pipeline_dir(name), self.execution())
 
     def tokenize_all(self) -> None:
         """Indexed datasets of every corpus, unfiltered and filtered (filtered = resampled to the same
         token budget), and of the synthetic documents."""
-        sources = {}
-        for name, path in self.corpora().items():
-            sources[f"{name}_unfiltered"] = path
-            sources[f"{name}_filtered"] = self.resample_filtered(name)
-        for direction in DIRECTIONS:
-            sources[f"synthetic_{direction}"] = self.synthetic_file(direction)
-        for name, path in sources.items():
-            texts = (doc.text for doc in iter_documents(path))
-            tokenize_to_indexed(texts, self.tokenizer, self.prefix(name))
+        self.tokenize_corpora()
+        for name in self.corpora():
+            self.resample_filtered(name)
+        self.tokenize_synthetic()
 
     def write_manifests(self, conditions: list[ConditionSpec], stage_tokens: dict[str, int] | None = None) -> None:
         """Write ``manifests/<condition>.<stage>.json`` for every condition and stage.
@@ -200,3 +228,84 @@ class StudyData:
         dose = self.dose(stage) if inserted else 0.0
         return build_condition_manifest(cond.name, stage, [base], synthetic, dose, tokenizer=str(self.tokenizer),
                                         stage_tokens=stage_tokens, max_repetitions=self.plan.max_synthetic_repetitions)
+
+
+ONE_TASK_PER_FILE = 1 << 30
+"""``data.tasks = 0``: as many tasks as a step has input files (every step caps its tasks at that)."""
+
+
+def _usable_cores() -> int:
+    """Cores this process may run on (a Slurm allocation or container limit, not the whole node)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def data_execution(plan: DataPlan) -> Execution:
+    """The data steps' :class:`Execution` from ``data.executor``, ``data.tasks``, ``data.workers``."""
+    workers = plan.workers or (_usable_cores() if plan.executor == "local" else -1)
+    return Execution(plan.executor, tasks=plan.tasks or ONE_TASK_PER_FILE, workers=workers,
+                     slurm=SlurmOptions(partition=plan.slurm_partition, job_name="alignpt_data"), where="data.")
+
+
+CORE_MB_PER_S = {"filter": 18.0, "tokenize": 2.7, "resample": 1.25}
+"""Per-core rates of the data steps in MB of input text per second on one quiet core, as
+``benchmarks/data_steps_throughput.py`` measured them over 1 GB with one worker (README "Data preparation at
+corpus scale"); the resample step tokenizes its documents twice (to measure the budget, then to write them)."""
+TEXT_PER_DISK_BYTE = {".gz": 3.0, ".zst": 3.5, ".parquet": 2.5}
+"""Assumed bytes of text per byte on disk of compressed inputs (web text); plain JSON Lines count as 1."""
+BYTES_PER_TOKEN = 4.4
+"""Assumed UTF-8 bytes of English web text per GPT-NeoX token, to size a corpus given in tokens."""
+
+
+@dataclass(frozen=True)
+class DataStepResources:
+    """What one datatrove data step asks for; the study plan shows it beside the step."""
+
+    executor: str
+    tasks: int
+    """Tasks the step is split into, each taking whole input files; 0: one per input file (count not known yet)."""
+    workers: int
+    """Tasks at once: local processes, Slurm array jobs or Ray tasks in flight; -1: no cap."""
+    cpu_hours: float | None
+    """Estimated CPU time at the per-core rates of ``CORE_MB_PER_S``; None when the corpus size is unknown."""
+
+    def describe(self) -> str:
+        tasks = f"{self.tasks} task{'s' * (self.tasks > 1)}" if self.tasks else "1 task per input file"
+        workers = "all at once" if self.workers == -1 else f"{self.workers} at once"
+        cpu = ""
+        if self.cpu_hours is not None:
+            cpu = f", ~{self.cpu_hours:,.1f} CPU h" if self.cpu_hours >= 0.1 else f", ~{self.cpu_hours * 3600:.0f} CPU s"
+        return f"{self.executor}: {tasks}, {workers}{cpu}"
+
+
+def _text_bytes(path: Path) -> tuple[int, int] | None:
+    """(input files, estimated text bytes) of a corpus on this machine; None if it is not here."""
+    from data_prep.readers import list_input_files
+
+    try:
+        files = list_input_files(path)
+    except (FileNotFoundError, ValueError):
+        return None
+    factor = lambda f: next((v for k, v in TEXT_PER_DISK_BYTE.items() if f.name.lower().endswith(k)), 1.0)  # noqa: E731
+    return len(files), int(sum(f.stat().st_size * factor(f) for f in files))
+
+
+def data_step_resources(plan: DataPlan, corpus_tokens: int | None = None) -> dict[str, DataStepResources]:
+    """Resources of the datatrove steps ``data.filter`` and ``data.tokenize`` (the latter: tokenize every
+    corpus, resample + tokenize its filtered version, tokenize the synthetic documents).
+
+    Corpus sizes come from the files when they are on this machine, else from ``corpus_tokens`` (the
+    natural tokens of all corpora, e.g. the study's pretraining budget) at ``BYTES_PER_TOKEN``."""
+    execution = data_execution(plan)
+    found = [_text_bytes(path) for path in StudyData(Path("."), plan).corpora().values()]
+    if all(found):
+        files, text = max(n for n, _ in found), sum(b for _, b in found)
+    else:
+        files, text = 0, int(corpus_tokens * BYTES_PER_TOKEN) if corpus_tokens else None
+    tasks = execution.for_items(files).tasks if files else (plan.tasks or 0)
+    workers = execution.for_items(files).workers if files else execution.workers
+
+    def hours(*steps: str) -> float | None:
+        return None if text is None else sum(text / 1e6 / CORE_MB_PER_S[s] for s in steps) / 3600
+
+    return {"data.filter": DataStepResources(plan.executor, tasks, workers, hours("filter")),
+            "data.tokenize": DataStepResources(plan.executor, tasks, workers, hours("tokenize", "resample"))}

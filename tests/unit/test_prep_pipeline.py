@@ -1,4 +1,5 @@
-"""datatrove pipeline: same outputs as run_filter, every removal kept with its reason, resumable tasks,
+"""datatrove pipeline: the one filter (prep filter, prep pipeline, the study) decides as the blocklist does,
+whatever the tasks and workers, every removal kept with its reason, resumable tasks,
 per-block stats, resampling to the input budget, indexed datasets, executor selection and bad input."""
 import gzip
 import json
@@ -48,14 +49,42 @@ def _rows(folder: Path) -> dict[str, list[dict]]:
     return {p.name: read_jsonl(p) for p in sorted(folder.glob("*.jsonl"))}
 
 
-def test_same_kept_and_removed_as_run_filter(shards, tmp_path):
-    reference = run_filter(shards, tmp_path / "ref")
+def _blocklist_split(folder: Path) -> tuple[dict[str, list[dict]], dict[str, list[dict]]]:
+    """kept/removed rows per output file, decided document by document with ``Blocklist.check`` (the oracle)."""
+    from data_prep.blocklist import Blocklist
+    from data_prep.readers import data_file_stem, iter_records, list_input_files, to_document
+
+    blocklist = Blocklist.load()
+    kept: dict[str, list[dict]] = {}
+    removed: dict[str, list[dict]] = {}
+    for file in list_input_files(folder):
+        name = f"{data_file_stem(file)}.jsonl"
+        for record in iter_records(file):
+            row = {"id": to_document(record).id, **record.data}
+            decision = blocklist.check(row["text"])
+            if decision.keep:
+                kept.setdefault(name, []).append(row)
+            else:
+                removed.setdefault(name, []).append({**row, "filter_reason": decision.reason})
+    return kept, removed
+
+
+def test_one_filter_decides_as_the_blocklist_whatever_the_entry_point(shards, tmp_path):
+    from data_prep.pipeline.runner import Execution
+
+    kept, removed = _blocklist_split(shards)
+    reference = run_filter(shards, tmp_path / "ref")  # prep filter: one task
+    wide = run_filter(shards, tmp_path / "wide", execution=Execution(tasks=3, workers=2))
     summary = run_pipeline(PipelineConfig(inputs=[shards], output_dir=tmp_path / "pipe", tasks=2))
-    assert _rows(tmp_path / "pipe" / "kept") == _rows(tmp_path / "ref" / "kept")
-    assert _rows(tmp_path / "pipe" / "removed") == _rows(tmp_path / "ref" / "removed")
-    removed = [r for rows in _rows(tmp_path / "pipe" / "removed").values() for r in rows]
-    assert len(removed) == reference.removed > 0
-    assert all(r["id"] and ":" in r["filter_reason"] for r in removed)  # category:term
+    for out in ("ref", "wide", "pipe"):
+        assert _rows(tmp_path / out / "kept") == kept
+        assert _rows(tmp_path / out / "removed") == removed
+    assert not (tmp_path / "ref" / ".pipeline").exists()  # prep filter's layout: kept/, removed/, stats.json
+    assert wide == reference
+    assert reference.removed == sum(map(len, removed.values())) > 0
+    assert [f.documents for f in reference.files] == [300, 300, 300]
+    assert sum(f.removed for f in reference.files) == reference.removed
+    assert all(r["id"] and ":" in r["filter_reason"] for rows in removed.values() for r in rows)  # category:term
     blocks = summary["blocks"]
     assert blocks["filter"]["documents_in"] == reference.documents_in == 900
     assert blocks["filter"]["documents_out"] == reference.kept
@@ -149,7 +178,7 @@ def test_slurm_executor_gets_the_same_pipeline(shards, tmp_path):
     cfg = PipelineConfig(inputs=[shards], output_dir=tmp_path / "out", executor="slurm", tasks=4,
                          slurm=SlurmOptions(partition="cpu", time="01:00:00"))
     stages = build_stages(cfg)
-    executor = make_executor(cfg, "filter", stages["filter"])
+    executor = make_executor(cfg.execution, tmp_path / "logs" / "filter", stages["filter"])
     assert isinstance(executor, SlurmPipelineExecutor)
     assert executor.pipeline is stages["filter"] and executor.world_size == 4 and executor.partition == "cpu"
     local = build_stages(PipelineConfig(inputs=[shards], output_dir=tmp_path / "out", tasks=4))
@@ -160,7 +189,7 @@ def test_ray_executor_missing_ray_is_a_clear_error(shards, tmp_path, monkeypatch
     monkeypatch.setitem(sys.modules, "ray", None)
     cfg = PipelineConfig(inputs=[shards], output_dir=tmp_path / "out", executor="ray")
     with pytest.raises(ModuleNotFoundError, match="pip install 'ray"):
-        make_executor(cfg, "filter", build_stages(cfg)["filter"])
+        make_executor(cfg.execution, tmp_path / "logs" / "filter", build_stages(cfg)["filter"])
 
 
 def test_cli_prep_pipeline(shards, tmp_path, capsys):
