@@ -342,6 +342,10 @@ def _study_config(args):
     return apply_overrides(cfg, args.set)
 
 
+PENDING_EXIT = 75
+"""`study run` stopped at a data step whose Slurm tasks are not done yet (EX_TEMPFAIL: run it again later)."""
+
+
 def _study_run(args) -> None:
     from megatron_alignpt.config_base import to_dict
 
@@ -353,9 +357,14 @@ def _study_run(args) -> None:
         _print_layout(layouts)
         _print_estimate(cfg, args, dict.fromkeys(layouts, world) if world else None)
         return
-    from megatron_alignpt.study.local import run_study
+    from megatron_alignpt.study.local import StudyPending, run_study
 
-    run_study(cfg, only=args.only, rerun_changed=args.rerun_changed, force_unlock=args.force_unlock)
+    try:
+        run_study(cfg, only=args.only, rerun_changed=args.rerun_changed, force_unlock=args.force_unlock,
+                  wait_for_data_jobs=args.wait_data_jobs)
+    except StudyPending as pending:
+        print(f"alignpt: {pending}", file=sys.stderr)
+        raise SystemExit(PENDING_EXIT) from None
 
 
 def _study_plan(args) -> None:
@@ -629,6 +638,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="rerun the finished steps whose settings or inputs changed (and the steps after them)")
     p.add_argument("--force-unlock", action="store_true",
                    help="take the study's locks even if their holder may still run (e.g. one on another host that died)")
+    p.add_argument("--wait-data-jobs", action="store_true",
+                   help="data.executor slurm: wait for the data steps' array jobs instead of stopping with exit status "
+                        "75 (pending) once they are submitted (the study's Slurm jobs do this)")
     p.add_argument("--dry-run", action="store_true",
                    help="validate, print the resolved config (stdout) and each training stage's layout (stderr)")
     p.add_argument("--world-size", type=_positive_int, default=None,

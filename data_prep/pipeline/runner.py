@@ -53,6 +53,9 @@ class Execution:
     slurm: SlurmOptions = field(default_factory=SlurmOptions)
     where: str = ""
     """Prefix of the field names in error messages (e.g. ``data.``)."""
+    wait_s: float = 0.0
+    """Slurm: poll every ``wait_s`` seconds until the stage's array job is over (a study's data-step job, whose
+    dependents start when it ends); 0 returns once submitted, leaving the stage pending."""
 
     def __post_init__(self) -> None:
         if self.executor not in EXECUTORS:
@@ -61,6 +64,8 @@ class Execution:
             raise ValueError(f"{self.where}tasks: must be >= 1, got {self.tasks}")
         if self.workers == 0 or self.workers < -1:
             raise ValueError(f"{self.where}workers: must be >= 1 or -1 (no cap), got {self.workers}")
+        if self.wait_s < 0:
+            raise ValueError(f"{self.where}wait_s: must be >= 0, got {self.wait_s}")
         if self.executor == "slurm" and not self.slurm.partition:
             raise ValueError(f"{self.where}slurm.partition: the slurm executor needs a partition (--slurm-partition)")
 

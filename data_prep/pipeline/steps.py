@@ -79,14 +79,52 @@ def console_to(path: Path) -> Iterator[None]:
 
 
 def run_stage(name: str, pipeline: list, work_dir: Path, execution: Execution) -> None:
-    """Run the tasks of one stage not yet completed; raises StagePending if some are still out (Slurm)."""
+    """Run the tasks of one stage not yet completed; raises StagePending if some are still out (Slurm, unless
+    ``execution.wait_s``: then it waits for the array job and fails if it ended with tasks unfinished)."""
     logging_dir = Path(work_dir) / "logs" / name
     with console_to(logging_dir / "console.log"):
-        make_executor(execution, logging_dir, pipeline).run()
+        executor = make_executor(execution, logging_dir, pipeline)
+        executor.run()
     missing = incomplete_tasks(logging_dir, execution.tasks)
+    job_id = getattr(executor, "job_id", None)
+    if missing and execution.executor == "slurm" and execution.wait_s and job_id not in (None, -1):
+        missing = wait_for_slurm_tasks(logging_dir, execution.tasks, str(job_id), execution.wait_s)
+        if missing:
+            raise RuntimeError(f"{logging_dir}: Slurm job {job_id} ended with {len(missing)} of {execution.tasks} "
+                               f"tasks unfinished (first: {missing[0]}); see {logging_dir / 'slurm_logs'}. "
+                               "Run the step again to resubmit only those")
     if missing:
         raise StagePending(f"{logging_dir}: {len(missing)} of {execution.tasks} tasks not finished "
                            f"({execution.executor} executor); run the step again once they are done")
+
+
+def slurm_job_alive(job_id: str, squeue: str = "squeue") -> bool:
+    """Whether Slurm still lists ``job_id`` (an array job: any of its tasks) as queued or running."""
+    import subprocess
+
+    try:
+        res = subprocess.run([squeue, "-h", "-j", job_id, "-o", "%i"], capture_output=True, text=True, timeout=120)
+    except (FileNotFoundError, subprocess.TimeoutExpired):
+        return True  # cannot tell: keep waiting rather than fail a job that may be running
+    if res.returncode != 0:  # an id Slurm no longer knows (purged) reads as an error
+        return False
+    return bool(res.stdout.split())
+
+
+def wait_for_slurm_tasks(logging_dir: Path, tasks: int, job_id: str, poll_s: float,
+                         alive=slurm_job_alive, sleep=None) -> list[int]:
+    """Poll the completion markers until every task is done or the job has left the queue; the tasks still
+    missing then (empty: all done). One last look after the job is gone: markers land before a task exits."""
+    import time
+
+    sleep = sleep or time.sleep
+    while True:
+        missing = incomplete_tasks(logging_dir, tasks)
+        if not missing:
+            return []
+        if not alive(job_id):
+            return incomplete_tasks(logging_dir, tasks)
+        sleep(poll_s)
 
 
 def _merged(work_dir: Path, prefix: Path) -> bool:

@@ -14,8 +14,11 @@ def is_global_rank0() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
 
 
-def _data(plan: StudyPlan, step: PlanStep) -> None:
-    data, cfg = plan.layout.data, plan.cfg
+def _data(plan: StudyPlan, step: PlanStep, wait_for_jobs: bool = False) -> None:
+    from megatron_alignpt.study.data_steps import StudyData
+
+    cfg = plan.cfg
+    data = StudyData(plan.layout.data.root, cfg.data, wait_for_jobs=wait_for_jobs)
     run = {
         "data.filter": data.filter_corpora,
         "data.tokenizer": data.build_tokenizer,
@@ -81,5 +84,10 @@ ACTIONS: dict[str, Callable[[StudyPlan, PlanStep], None]] = {
 """Step kind (`plan.STEP_KINDS`) -> what running a step of it does."""
 
 
-def run_step(plan: StudyPlan, step: PlanStep) -> None:
-    ACTIONS[step.kind](plan, step)
+def run_step(plan: StudyPlan, step: PlanStep, wait_for_data_jobs: bool = False) -> None:
+    """Run one step. ``wait_for_data_jobs``: a data step on the Slurm data executor waits for its array jobs
+    (as a study's Slurm job must, its dependents starting when it ends) instead of stopping as pending."""
+    if step.kind_info.data:
+        _data(plan, step, wait_for_data_jobs)
+    else:
+        ACTIONS[step.kind](plan, step)

@@ -46,9 +46,11 @@ DIRECTIONS = ("aligned", "misaligned")
 class StudyData:
     """Paths of a study's data products, and the steps that make them."""
 
-    def __init__(self, root: Path, plan: DataPlan):
+    def __init__(self, root: Path, plan: DataPlan, wait_for_jobs: bool = False):
         self.root = root
         self.plan = plan
+        self.wait_for_jobs = wait_for_jobs
+        """Slurm data executor: wait for the steps' array jobs (a study's Slurm job) instead of leaving them pending."""
 
     # ---- paths
     @property
@@ -93,7 +95,7 @@ class StudyData:
 
     def execution(self) -> Execution:
         """The datatrove executor settings of the data steps (``data.executor``, ``data.tasks``, ``data.workers``)."""
-        return data_execution(self.plan)
+        return data_execution(self.plan, wait_s=SLURM_POLL_S if self.wait_for_jobs else 0.0)
 
     # ---- steps
     def filter_corpora(self) -> None:
@@ -239,11 +241,16 @@ def _usable_cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-def data_execution(plan: DataPlan) -> Execution:
+SLURM_POLL_S = 60.0
+"""How often a waiting data step looks at its Slurm tasks' completion markers."""
+
+
+def data_execution(plan: DataPlan, wait_s: float = 0.0) -> Execution:
     """The data steps' :class:`Execution` from ``data.executor``, ``data.tasks``, ``data.workers``."""
     workers = plan.workers or (_usable_cores() if plan.executor == "local" else -1)
     return Execution(plan.executor, tasks=plan.tasks or ONE_TASK_PER_FILE, workers=workers,
-                     slurm=SlurmOptions(partition=plan.slurm_partition, job_name="alignpt_data"), where="data.")
+                     slurm=SlurmOptions(partition=plan.slurm_partition, job_name="alignpt_data"), where="data.",
+                     wait_s=wait_s)
 
 
 CORE_MB_PER_S = {"filter": 18.0, "tokenize": 2.7, "resample": 1.25}
@@ -264,13 +271,13 @@ class DataStepResources:
     tasks: int
     """Tasks the step is split into, each taking whole input files; 0: one per input file (count not known yet)."""
     workers: int
-    """Tasks at once: local processes, Slurm array jobs or Ray tasks in flight; -1: no cap."""
+    """Tasks at once: local processes, Slurm array jobs or Ray tasks in flight; -1: no cap; 0: one per core."""
     cpu_hours: float | None
     """Estimated CPU time at the per-core rates of ``CORE_MB_PER_S``; None when the corpus size is unknown."""
 
     def describe(self) -> str:
         tasks = f"{self.tasks} task{'s' * (self.tasks > 1)}" if self.tasks else "1 task per input file"
-        workers = "all at once" if self.workers == -1 else f"{self.workers} at once"
+        workers = {-1: "all at once", 0: "one per core at once"}.get(self.workers, f"{self.workers} at once")
         cpu = ""
         if self.cpu_hours is not None:
             cpu = f", ~{self.cpu_hours:,.1f} CPU h" if self.cpu_hours >= 0.1 else f", ~{self.cpu_hours * 3600:.0f} CPU s"
@@ -303,6 +310,8 @@ def data_step_resources(plan: DataPlan, corpus_tokens: int | None = None) -> dic
         files, text = 0, int(corpus_tokens * BYTES_PER_TOKEN) if corpus_tokens else None
     tasks = execution.for_items(files).tasks if files else (plan.tasks or 0)
     workers = execution.for_items(files).workers if files else execution.workers
+    if plan.executor == "local" and not plan.workers:  # the cores of the machine running the step, not this one
+        workers = 0
 
     def hours(*steps: str) -> float | None:
         return None if text is None else sum(text / 1e6 / CORE_MB_PER_S[s] for s in steps) / 3600

@@ -21,9 +21,14 @@ from megatron_alignpt.study.config import StudyConfig
 from megatron_alignpt.study.plan import PlanStep, StudyPlan, build_plan
 
 
+class StudyPending(RuntimeError):
+    """A data step handed its tasks to Slurm and they are not all done: nothing after it can run yet."""
+
+
 class LocalExecutor:
-    def __init__(self, plan: StudyPlan):
+    def __init__(self, plan: StudyPlan, wait_for_data_jobs: bool = False):
         self.plan = plan
+        self.wait_for_data_jobs = wait_for_data_jobs
 
     def run(self, only: Optional[list[str]] = None, rerun_changed: bool = False, force_unlock: bool = False) -> dict[str, float]:
         """Run every selected step not yet done; returns wall seconds per step run now.
@@ -67,15 +72,21 @@ class LocalExecutor:
         return timings
 
     def _run_one(self, step: PlanStep) -> float:
+        from data_prep.pipeline.steps import StagePending
+
         start = time.perf_counter()
-        run_step(self.plan, step)
+        try:
+            run_step(self.plan, step, self.wait_for_data_jobs)
+        except StagePending as err:  # no marker: the next run looks again and goes on once the tasks are done
+            raise StudyPending(f"{step.name} is pending: {err}. Steps after it wait; run this command again "
+                               "later (or with --wait-data-jobs to wait here)") from None
         return time.perf_counter() - start
 
 
 def run_study(cfg: StudyConfig, only: list[str] | None = None, rerun_changed: bool = False,
-              force_unlock: bool = False) -> dict[str, float]:
+              force_unlock: bool = False, wait_for_data_jobs: bool = False) -> dict[str, float]:
     """Build the study's plan and run it here (`LocalExecutor.run`)."""
-    return LocalExecutor(build_plan(cfg)).run(only, rerun_changed, force_unlock)
+    return LocalExecutor(build_plan(cfg), wait_for_data_jobs).run(only, rerun_changed, force_unlock)
 
 
 def _finished_meanwhile(step: str) -> None:

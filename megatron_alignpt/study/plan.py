@@ -41,6 +41,17 @@ class Resources:
     """Processes of a CPU step (a data step's executor tasks)."""
     time: str = ""
     """Wall-time limit (Slurm's --time); "" leaves it to the site."""
+    executor: str = ""
+    """Data steps run on datatrove: its executor (local / slurm / ray); "" for every other step."""
+    workers: int = 0
+    """Data steps: datatrove tasks at once (-1: no cap)."""
+    cpu_hours: Optional[float] = None
+    """Data steps: estimated CPU time at the measured per-core rates (None: corpus size unknown)."""
+
+    def describe_data(self) -> str:
+        from megatron_alignpt.study.data_steps import DataStepResources
+
+        return DataStepResources(self.executor, self.tasks, self.workers, self.cpu_hours).describe()
 
 
 @dataclass(frozen=True)
@@ -70,9 +81,16 @@ STEP_KINDS: dict[str, StepKind] = {k.name: k for k in (
 DATA_KINDS = tuple(name for name, kind in STEP_KINDS.items() if kind.data)
 
 
-def data_resources(cfg: StudyConfig, kind: str) -> Resources:
-    """Resources of a data step. The seam for the data executor's settings: one local process today."""
-    return Resources()
+def data_resources(cfg: StudyConfig, kind: str, found: Optional[dict] = None) -> Resources:
+    """Resources of a data step: the datatrove steps (filter, tokenize) with their executor, tasks, workers and
+    CPU estimate (`data_steps.data_step_resources`); the others are one process."""
+    from megatron_alignpt.study.data_steps import data_step_resources
+
+    found = found if found is not None else data_step_resources(cfg.data, corpus_tokens=sum(stage_tokens(cfg).values()))
+    if kind not in found:
+        return Resources()
+    r = found[kind]
+    return Resources(tasks=r.tasks, executor=r.executor, workers=r.workers, cpu_hours=r.cpu_hours)
 
 
 @dataclass(frozen=True)
@@ -320,6 +338,8 @@ class StudyPlan:
         for s in self.steps:
             r = s.resources
             needs = f"{r.nodes} node(s)" + (f", {r.gpus} GPU(s)" if r.gpus else f", {r.tasks} task(s)") + (f", {r.time}" if r.time else "")
+            if r.executor:
+                needs = f"datatrove {r.describe_data()}"
             rows.append((s.name, s.kind, s.run or "-", s.stage or "-", needs))
         widths = [max(len(row[i]) for row in rows) for i in range(4)]
         table = ["  ".join(cell.ljust(w) for cell, w in zip(row[:4], widths)) + "  " + row[4] for row in rows]
@@ -338,10 +358,13 @@ def build_plan(cfg: StudyConfig) -> StudyPlan:
         "data.tokenize": ([str(data.tokenizer)], [str(data.root / "indexed")]),
         "data.manifests": ([str(data.root / "indexed")], [str(data.root / "manifests")]),
     }
+    from megatron_alignpt.study.data_steps import data_step_resources
+
+    datatrove = data_step_resources(cfg.data, corpus_tokens=sum(stage_tokens(cfg).values()))
     for kind in DATA_KINDS:
         inputs, outputs = data_io[kind]
         steps.append(PlanStep(kind, kind, tuple(steps[-1].name for _ in steps[-1:]), inputs=tuple(inputs),
-                              outputs=tuple(outputs), resources=data_resources(cfg, kind)))
+                              outputs=tuple(outputs), resources=data_resources(cfg, kind, datatrove)))
     last_data = steps[-1].name
     evals: list[str] = []
     for run in study_runs(cfg):

@@ -61,11 +61,13 @@ def step_resources(plan: StudyPlan, step: PlanStep, site: SiteConfig, nodes: int
                         site.cpus_per_task, site.image, site.exclusive, need.time)
 
 
-def study_command(recipe: str, study: Path, overrides: Sequence[str], step: str) -> list[str]:
+def study_command(recipe: str, study: Path, overrides: Sequence[str], step: str, wait_for_data_jobs: bool = False) -> list[str]:
     cmd = ["alignpt", "study", "run", "--recipe", recipe, "--output-dir", str(study)]
     for item in overrides:
         cmd += ["--set", item]
-    return cmd + ["--only", step]
+    # a data step on the Slurm data executor submits array jobs; its own job must last until they are done,
+    # since the jobs after it start when it ends
+    return cmd + ["--only", step] + (["--wait-data-jobs"] if wait_for_data_jobs else [])
 
 
 def job_script(plan: StudyPlan, step: PlanStep, recipe: str, overrides: Sequence[str], site: SiteConfig,
@@ -79,7 +81,10 @@ def job_script(plan: StudyPlan, step: PlanStep, recipe: str, overrides: Sequence
         notes.append(f"layout: {res.nodes} node(s) x {res.nproc_per_node} GPUs = {world} ranks; "
                      f"TP {par.tensor_parallel} x CP {par.context_parallel} x PP {par.pipeline_parallel} x "
                      f"DP {par.data_parallel_size(world)}; precision {par.precision}")
-    return render_batch_script(study, plan.cfg.name, step.name, study_command(recipe, study, overrides, step.name),
+    waits = step.kind_info.data and plan.cfg.data.executor == "slurm"
+    if step.resources.executor:
+        notes.append(f"data executor: {step.resources.describe_data()}")
+    return render_batch_script(study, plan.cfg.name, step.name, study_command(recipe, study, overrides, step.name, waits),
                                site, res, notes)
 
 

@@ -164,6 +164,65 @@ def test_slurm_tasks_still_out_leave_the_step_pending(corpus, tokenizer, tmp_pat
     assert not idx_path(tmp_path / "x").exists()
 
 
+def test_a_waiting_slurm_step_goes_on_when_its_tasks_finish_and_fails_when_the_job_ends_short(corpus, tokenizer, tmp_path, monkeypatch):
+    """A study's Slurm data-step job waits for the array it submitted (its dependents start when it ends)."""
+    import data_prep.pipeline.steps as steps
+
+    real, real_wait = steps.make_executor, steps.wait_for_slurm_tasks
+    expected = tmp_path / "one"
+    tokenize_files(corpus, tokenizer, expected, tmp_path / "work_one", Execution())
+    local = Execution(tasks=3, workers=1)
+
+    class Array:  # sbatch accepted the array; the "cluster" runs it while the step polls
+        job_id = "4242"
+
+        def __init__(self, execution, logging_dir, pipeline, depends=None):
+            self.run_later = lambda: real(local, logging_dir, pipeline).run()
+
+        def run(self):
+            pass
+
+    polls = []
+
+    def fake_wait(logging_dir, tasks, job_id, poll_s, alive=None, sleep=None):
+        polls.append((job_id, poll_s))
+        return real_wait(logging_dir, tasks, job_id, poll_s, alive=lambda _: True,
+                                          sleep=lambda _: arrays[-1].run_later())
+
+    arrays = []
+    monkeypatch.setattr(steps, "make_executor", lambda *a, **k: arrays.append(Array(*a, **k)) or arrays[-1])
+    monkeypatch.setattr(steps, "wait_for_slurm_tasks", fake_wait)
+    slurm = Execution(executor="slurm", tasks=3, workers=-1, slurm=SlurmOptions(partition="cpu"), wait_s=30)
+    tokenize_files(corpus, tokenizer, tmp_path / "x", tmp_path / "work", slurm)
+    assert polls == [("4242", 30)] and idx_path(tmp_path / "x").is_file()
+    assert bin_path(tmp_path / "x").read_bytes() == bin_path(expected).read_bytes()
+
+    # the job left the queue with a task never done: an error naming the job, and no dataset
+    monkeypatch.setattr(steps, "wait_for_slurm_tasks", lambda *a, **k: [2])
+    with pytest.raises(RuntimeError, match="Slurm job 4242 ended with 1 of 3 tasks unfinished"):
+        tokenize_files(corpus, tokenizer, tmp_path / "y", tmp_path / "work_y", slurm)
+    assert not idx_path(tmp_path / "y").exists()
+
+
+def test_wait_for_slurm_tasks_polls_until_done_or_the_job_is_gone(tmp_path):
+    from data_prep.pipeline.steps import wait_for_slurm_tasks
+
+    done = tmp_path / "completions"
+    done.mkdir()
+    sleeps = []
+
+    def finish_one(_):  # each poll, one more task completes
+        sleeps.append(1)
+        (done / f"{len(sleeps) - 1:05d}").touch()
+
+    assert wait_for_slurm_tasks(tmp_path, 3, "7", 5, alive=lambda _: True, sleep=finish_one) == []
+    assert len(sleeps) == 3
+    gone = tmp_path / "gone"
+    (gone / "completions").mkdir(parents=True)
+    (gone / "completions" / "00000").touch()
+    assert wait_for_slurm_tasks(gone, 3, "7", 5, alive=lambda _: False, sleep=finish_one) == [1, 2]
+
+
 @settings(max_examples=4, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(cuts=st.lists(st.integers(1, 29), min_size=0, max_size=3, unique=True), tasks=st.integers(1, 4))
 def test_any_split_into_files_merges_to_the_same_dataset(rows, tokenizer, tmp_path_factory, cuts, tasks):

@@ -217,3 +217,38 @@ def test_status_into_a_closed_pipe_stops_quietly(tmp_path):
     proc.stdout.close()
     err = proc.stderr.read().decode()
     assert proc.wait(timeout=300) == 141 and err == "", err
+
+
+def test_slurm_data_steps_wait_for_their_arrays_in_jobs_and_stop_as_pending_by_hand(slurm, monkeypatch, capsys):
+    """With data.executor=slurm the data-step jobs wait for the datatrove arrays they submit (their dependents
+    start when they end); run by hand, a data step whose tasks are still out stops with status 75, no marker."""
+    import megatron_alignpt.study.actions as actions
+    from data_prep.pipeline.steps import StagePending
+
+    study = slurm / "study"
+    on_slurm = ["--set", "data.executor=slurm", "--set", "data.slurm_partition=cpu"]
+    assert submit(study, *on_slurm) == 0
+    scripts = {p.stem: p.read_text() for p in (study / "jobs").glob("*.sbatch")}
+    assert "--only data.filter --wait-data-jobs" in scripts["data.filter"]
+    assert "--only data.tokenize --wait-data-jobs" in scripts["data.tokenize"]
+    assert "data executor: slurm:" in scripts["data.filter"]
+    assert "--wait-data-jobs" not in scripts["unfiltered.pretrain"]
+
+    waited = []
+
+    def pending(plan, step, wait_for_jobs=False):
+        waited.append(wait_for_jobs)
+        raise StagePending("logs/filter: 3 of 3 tasks not finished (slurm executor)")
+
+    monkeypatch.setattr(actions, "_data", pending)
+    by_hand = slurm / "by_hand"
+    run = ["study", "run", "--recipe", "tiny_cpu_smoke", "--output-dir", str(by_hand), *on_slurm, "--only", "data.filter"]
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as stopped:
+        main(run)
+    assert stopped.value.code == 75 and waited == [False]
+    assert "data.filter is pending" in capsys.readouterr().err
+    assert not (by_hand / "steps" / "data.filter.done").exists()
+    with pytest.raises(SystemExit):
+        main(run + ["--wait-data-jobs"])
+    assert waited == [False, True]
