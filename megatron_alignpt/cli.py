@@ -140,17 +140,19 @@ def _prep_synthetic(args) -> None:
         print(args.output)
         return
     from data_prep.atomic import atomic_write_json
-    from data_prep.synthetic.llm_generator import OpenAICompatibleGenerator, generate_corpus_concurrent
+    from data_prep.synthetic.llm_generator import generate_corpus_concurrent
+    from megatron_alignpt.study.config import SyntheticGeneratorPlan
 
     if not args.base_url or not args.model:
         raise ValueError("--generator openai needs --base-url and --model")
     output = Path(args.output)
     cache_dir = Path(args.cache_dir) if args.cache_dir else output.parent / ".llm_cache"  # hidden: readers skip it
-    generator = OpenAICompatibleGenerator(
-        args.base_url, args.model, temperature=args.temperature, max_tokens=args.max_tokens, concurrency=args.concurrency,
-        max_retries=args.max_retries, cache_dir=cache_dir, api_key_env=args.api_key_env or None,
-        price_per_1k_prompt=args.price_per_1k_prompt, price_per_1k_completion=args.price_per_1k_completion, timeout=args.timeout,
-    )
+    generator = SyntheticGeneratorPlan(
+        "openai", args.base_url, args.model, temperature=args.temperature, max_tokens=args.max_tokens,
+        concurrency=args.concurrency, max_retries=args.max_retries, timeout=args.timeout,
+        api_key_env=args.api_key_env or "", price_per_1k_prompt=args.price_per_1k_prompt,
+        price_per_1k_completion=args.price_per_1k_completion,
+    ).build(cache_dir)
     try:
         docs = generate_corpus_concurrent(items, (args.direction,), args.docs_per_item, generator)
         write_documents_jsonl(docs, output)

@@ -72,6 +72,10 @@ class SyntheticGeneratorPlan:
     concurrency: int = 8
     """Requests in flight at once."""
     api_key_env: str = "OPENAI_API_KEY"
+    """"" sends no key (a local server without authentication)."""
+    max_retries: int = 6
+    timeout: float = 300.0
+    """Seconds per request."""
     price_per_1k_prompt: float = 0.0
     price_per_1k_completion: float = 0.0
     estimate_tokens_per_document: float = PAPER_TOKENS_PER_DOCUMENT
@@ -88,6 +92,21 @@ class SyntheticGeneratorPlan:
             require(bool(self.model), "data.synthetic_generator.model", "set the model name the endpoint serves")
         require(self.concurrency >= 1, "data.synthetic_generator.concurrency", "must be >= 1")
         require(0 <= self.temperature <= 2, "data.synthetic_generator.temperature", "must be in [0, 2]")
+        require(self.max_retries >= 0, "data.synthetic_generator.max_retries", "must be >= 0")
+        require(self.timeout > 0, "data.synthetic_generator.timeout", "must be > 0")
+
+    def build(self, cache_dir: Path):
+        """The LLM document writer this plan describes (``kind: openai``), caching every completion in ``cache_dir``."""
+        from data_prep.synthetic.llm_generator import OpenAICompatibleGenerator
+
+        require(self.kind == "openai", "data.synthetic_generator.kind", "only the openai kind is built here; "
+                "the template generator needs no client")
+        return OpenAICompatibleGenerator(
+            self.base_url, self.model, temperature=self.temperature, max_tokens=self.max_tokens,
+            concurrency=self.concurrency, max_retries=self.max_retries, cache_dir=cache_dir,
+            api_key_env=self.api_key_env or None, price_per_1k_prompt=self.price_per_1k_prompt,
+            price_per_1k_completion=self.price_per_1k_completion, timeout=self.timeout,
+        )
 
 
 @dataclass

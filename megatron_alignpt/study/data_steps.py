@@ -161,14 +161,9 @@ class StudyData:
         """LLM-written documents; every completion is cached, so a rerun after a crash or a failing guard
         pays only for what is missing. Token and cost accounting goes to ``synthetic/usage.json``."""
         from data_prep.atomic import atomic_write_json
-        from data_prep.synthetic.llm_generator import OpenAICompatibleGenerator, generate_corpus_concurrent
+        from data_prep.synthetic.llm_generator import generate_corpus_concurrent
 
-        spec = self.plan.synthetic_generator
-        generator = OpenAICompatibleGenerator(
-            spec.base_url, spec.model, temperature=spec.temperature, max_tokens=spec.max_tokens,
-            concurrency=spec.concurrency, cache_dir=self.llm_cache_dir(), api_key_env=spec.api_key_env,
-            price_per_1k_prompt=spec.price_per_1k_prompt, price_per_1k_completion=spec.price_per_1k_completion,
-        )
+        generator = self.plan.synthetic_generator.build(self.llm_cache_dir())
         try:
             for direction in DIRECTIONS:
                 docs = generate_corpus_concurrent(items, (direction,), self.plan.synthetic_docs_per_item, generator)

@@ -29,7 +29,7 @@ from megatron_alignpt.train.stages import POSTTRAIN_STAGES
 SMALL_FILE_BYTES = 64 << 20
 STUDY_JSON = "study.json"
 # Settings that change how a step runs but not what it makes.
-_GENERATOR_RUNTIME = ("concurrency", "api_key_env", "price_per_1k_prompt", "price_per_1k_completion",
+_GENERATOR_RUNTIME = ("concurrency", "api_key_env", "max_retries", "timeout", "price_per_1k_prompt", "price_per_1k_completion",
                       "estimate_tokens_per_document", "estimate_usd_per_billion_tokens")
 
 
