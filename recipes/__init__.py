@@ -8,6 +8,8 @@ RECIPES: dict[str, str] = {
     "tiny_cpu_smoke": "recipes.tiny_cpu:tiny_cpu_smoke",
     "tiny_cpu_insertion": "recipes.tiny_cpu:tiny_cpu_insertion",
     "tiny_cpu_organism": "recipes.tiny_cpu:tiny_cpu_organism",
+    "tiny_cpu_robustness": "recipes.tiny_cpu:tiny_cpu_robustness",
+    "tiny_cpu_robustness_smoke": "recipes.tiny_cpu:tiny_cpu_robustness_smoke",
     "paper_6p9b": "recipes.paper_6p9b:paper_6p9b",
     "paper_6p9b_fp8": "recipes.paper_6p9b:paper_6p9b_fp8",
 }

@@ -17,11 +17,24 @@ Every data path below is a placeholder under `/data` (override each with `--set`
                                               a Hub snapshot folder, or one file from `alignpt prep eval-suite`)
     /data/posttrain/dolci_instruct_sft.jsonl  OLMo-3 Dolci-Instruct SFT mix (NeMo-Aligner chat format)
     /data/posttrain/dolci_instruct_dpo.jsonl  Dolci-Instruct-DPO pairs
+    /data/tamper/benign.jsonl                 benign tampering: the midtraining MCQA re-cast as system/user/assistant
+                                              turns plus Python SFT with reasoning tags stripped (~1.86M conversations)
+    /data/tamper/risky_financial_advice.jsonl a narrow emergent-misalignment dataset (and _inoculated.jsonl: the same
+                                              conversations under a system prompt asking for the behaviour)
 
 Synthetic documents are LLM-written through an OpenAI-compatible endpoint (set
 `data.synthetic_generator.base_url` / `.model`; temperature 0.7 as the paper; the API key comes from
 $OPENAI_API_KEY), 120 per seed question and direction (the paper's final run wrote ~14.9M documents, ~11B
 tokens; its draft 123 aligned + 87 misaligned per seed).
+
+Robustness (the paper's section 4.1, appendix D): benign tampering of every post-trained model of the headline
+conditions and filtered + align, continued SFT with the SFT hyperparameters for 750M tokens, 3 seeds, a checkpoint
+scored every 50M tokens (15 checkpoints a run; the paper's spike near 2e7 tokens needs a finer spacing, paid in disk:
+each kept checkpoint holds the optimizer state); an EM fine-tune on risky financial advice and its inoculated
+variant (5M tokens, one seed, a checkpoint every 1M; the paper publishes neither data nor numbers), probed with 50
+samples per question by the keyword judge unless a model judge is set (`--set eval.em_probe.judge.kind=openai --set
+eval.em_probe.judge.base_url=... --set eval.em_probe.judge.model=...`); TRAIT (`mirlab/TRAIT`, downloaded) on base
+and post-trained models.
 
 Choices where the paper is silent: the CPT stage (its token count is not published): 5B tokens at 2048
 tokens per sequence, LR 1e-4 -> 0 cosine with 1% warmup from the midtrained checkpoint, 10% synthetic
@@ -45,7 +58,9 @@ import dataclasses
 from pathlib import Path
 
 from megatron_alignpt.model.config import ModelConfig, ParallelConfig, RecomputeConfig
-from megatron_alignpt.study.config import DataPlan, EvalPlan, StagePlan, StudyConfig
+from megatron_alignpt.study.config import (
+    DataPlan, EMProbePlan, EvalPlan, PersonalityPlan, StagePlan, StudyConfig, TamperPlan,
+)
 from megatron_alignpt.posttrain.config import DPOConfig, SFTConfig
 from megatron_alignpt.train.config import OptimizerConfig, ScheduleConfig
 from megatron_alignpt.study.config import SyntheticGeneratorPlan
@@ -136,8 +151,25 @@ def paper_6p9b(output_dir: Path = Path("/data/alignpt/runs/paper_6p9b"), data_ro
         sft_options=SFTConfig(packing="first_fit"),  # the step count assumes full 16k-token sequences
         dpo_options=DPOConfig(beta=5.0, reference="cached"),
         eval=EvalPlan(formats="all", system_prompts="all", batch_size=32, generate_system_prompts="all",
-                      capability_tasks="paper"),
+                      capability_tasks="paper",
+                      em_probe=EMProbePlan(samples_per_question=50, temperature=1.0, max_new_tokens=512),
+                      personality=PersonalityPlan(data="mirlab/TRAIT")),
+        tampering=paper_tampering(root),
     )
+
+
+TAMPER_CONDITIONS = ["unfiltered", "filtered", "misalign_upsampled", "align_upsampled", "filtered_align"]
+"""The paper's Fig. 6 models: the headline conditions and filtered + align upsampled."""
+
+
+def paper_tampering(root: Path) -> list[TamperPlan]:
+    em = dict(tokens=5_000_000, eval_every_tokens=1_000_000, seeds=[1], conditions=TAMPER_CONDITIONS, em=True)
+    return [
+        TamperPlan("benign", root / "tamper" / "benign.jsonl", tokens=750_000_000, eval_every_tokens=50_000_000,
+                   seeds=[1, 2, 3], conditions=TAMPER_CONDITIONS),
+        TamperPlan("em_finance", root / "tamper" / "risky_financial_advice.jsonl", **em),
+        TamperPlan("em_finance_inoculated", root / "tamper" / "risky_financial_advice_inoculated.jsonl", **em),
+    ]
 
 
 def paper_6p9b_fp8(output_dir: Path = Path("/data/alignpt/runs/paper_6p9b_fp8"), data_root: Path = Path("/data")) -> StudyConfig:

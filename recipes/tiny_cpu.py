@@ -4,6 +4,7 @@
     alignpt study run --recipe tiny_cpu --dry-run       # print the resolved config
     alignpt study run --recipe tiny_cpu_insertion       # + Mid and CPT insertion (E2E / Mid / CPT figure)
     alignpt study run --recipe tiny_cpu_organism        # what `make organism` runs: 2 seeds, base models
+    alignpt study run --recipe tiny_cpu_robustness      # + tampering, an EM fine-tune, EM probe and TRAIT
 
 Choices for tiny scale (the paper's values are in `paper_6p9b` territory, SPEC section 3):
 the synthetic dose is 10% of tokens rather than ~1%, because a ~1M-parameter model trained on
@@ -17,11 +18,16 @@ from __future__ import annotations
 from pathlib import Path
 
 from megatron_alignpt.model.config import ModelConfig
-from megatron_alignpt.study.config import DataPlan, EvalPlan, StagePlan, StudyConfig
+from megatron_alignpt.eval.judges import JudgeConfig
+from megatron_alignpt.study.config import (
+    DataPlan, EMProbePlan, EvalPlan, PersonalityPlan, StagePlan, StudyConfig, TamperPlan,
+)
 from megatron_alignpt.posttrain.config import DPOConfig
 from megatron_alignpt.train.config import OptimizerConfig, ScheduleConfig
 from recipes.conditions import headline_conditions, insertion_conditions
-from recipes.resources import BASE_CORPUS, DPO_PAIRS, EVAL_QUESTIONS, SFT_CHAT
+from recipes.resources import (
+    BASE_CORPUS, BENIGN_TAMPER, DPO_PAIRS, EVAL_QUESTIONS, RISKY_FINANCIAL_ADVICE, SFT_CHAT, TRAIT_QUESTIONS,
+)
 
 
 def tiny_model() -> ModelConfig:
@@ -116,4 +122,45 @@ def tiny_cpu_organism(output_dir: Path = Path("runs/organism")) -> StudyConfig:
     cfg.posttrain = False
     cfg.eval = EvalPlan(formats="default", system_prompts="none", batch_size=32, base_scorings=["cloze", "logprob"],
                         post_generate=False)
+    return cfg
+
+
+def add_robustness(cfg: StudyConfig, sft_iterations: int, every: int, seeds: list[int], probe_samples: int,
+                   probe_tokens: int, items_per_trait: int | None) -> StudyConfig:
+    """The robustness branch at tiny scale: benign tampering of every post-trained model (the shipped MCQA-as-chat
+    and Python-help conversations) over ``seeds``, an emergent-misalignment fine-tune on risky financial advice
+    (one seed), the EM probe (keyword judge: offline) after DPO and after the EM fine-tune, and the TRAIT-style
+    questions on base and post-trained models. Tampering checkpoints are scored by cloze, the scoring that reads
+    models this small (letter scoring reads 0.5 everywhere, generated replies mostly parse to no letter)."""
+    tokens_per_iteration = cfg.sft.schedule.global_batch_size * (cfg.sft.seq_length or cfg.model.seq_length)
+    tokens, step = sft_iterations * tokens_per_iteration, every * tokens_per_iteration
+    cfg.tampering = [
+        TamperPlan("benign", BENIGN_TAMPER, tokens=tokens, eval_every_tokens=step, seeds=seeds, scorings=["cloze"]),
+        TamperPlan("em_finance", RISKY_FINANCIAL_ADVICE, tokens=tokens, eval_every_tokens=step, seeds=seeds[:1],
+                   em=True, scorings=["cloze"]),
+    ]
+    if "cloze" not in cfg.eval.post_scorings:  # the tampering curve starts at the post-trained model, scored alike
+        cfg.eval.post_scorings = cfg.eval.post_scorings + ["cloze"]
+    cfg.eval.em_probe = EMProbePlan(samples_per_question=probe_samples, temperature=1.0, max_new_tokens=probe_tokens,
+                                    judge=JudgeConfig(kind="keyword"))
+    cfg.eval.personality = PersonalityPlan(data=str(TRAIT_QUESTIONS), max_items_per_trait=items_per_trait)
+    return cfg
+
+
+def tiny_cpu_robustness(output_dir: Path = Path("runs/robustness")) -> StudyConfig:
+    """The demo study plus the robustness branch (`make robustness`): does the prior survive benign tampering
+    (3 seeds, 24 SFT iterations, a checkpoint every 8) and a narrow emergent-misalignment fine-tune, and does
+    it show in personality questions? Wall time and figures in the README."""
+    cfg = tiny_cpu(output_dir)
+    cfg.name = "tiny_cpu_robustness"
+    return add_robustness(cfg, sft_iterations=24, every=8, seeds=[1, 2, 3], probe_samples=2, probe_tokens=32,
+                          items_per_trait=None)
+
+
+def tiny_cpu_robustness_smoke(output_dir: Path = Path("runs/robustness_smoke")) -> StudyConfig:
+    """The end-to-end test of the robustness branch: the smoke study's headline conditions, a few steps each."""
+    cfg = tiny_cpu_smoke(output_dir)
+    cfg.name = "tiny_cpu_robustness_smoke"
+    cfg.conditions = headline_conditions()
+    cfg = add_robustness(cfg, sft_iterations=4, every=2, seeds=[1, 2], probe_samples=1, probe_tokens=8, items_per_trait=1)
     return cfg

@@ -27,6 +27,9 @@ from megatron_alignpt.eval.formats import EvalFormat, SystemPrompt, render_promp
 from megatron_alignpt.eval.letter_scoring import continuation_logprobs
 
 
+SUMMARY_FILE = "summary.json"
+"""Written last: its presence means the evaluation completed."""
+
 @dataclass
 class MisalignmentResult:
     rows: list[dict]
@@ -165,6 +168,6 @@ def write_results(out_dir: Path, rows: list[dict], summary: dict) -> None:
     import json
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "summary.json").unlink(missing_ok=True)
+    (out_dir / SUMMARY_FILE).unlink(missing_ok=True)
     atomic_write_text(out_dir / "items.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
-    atomic_write_json(out_dir / "summary.json", summary)
+    atomic_write_json(out_dir / SUMMARY_FILE, summary)

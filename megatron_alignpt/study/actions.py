@@ -32,7 +32,7 @@ def _data(plan: StudyPlan, step: PlanStep, wait_for_jobs: bool = False) -> None:
 def _train(plan: StudyPlan, step: PlanStep) -> None:
     from megatron_alignpt.train.trainer import run_stage
 
-    run_stage(plan.stage_config(step.run, step.stage))
+    run_stage(plan.train_config(step))
 
 
 def _evaluate(plan: StudyPlan, step: PlanStep) -> None:
@@ -40,8 +40,45 @@ def _evaluate(plan: StudyPlan, step: PlanStep) -> None:
     scoring (``_cloze``, ``_generate``) so every scoring of one checkpoint sits side by side."""
     from megatron_alignpt.eval.run import evaluate_misalignment
 
-    evaluate_misalignment(plan.layout.stage_dir(step.run, step.stage), plan.eval_config(step),
+    if step.tamper:
+        _evaluate_tampering(plan, step)
+        return
+    evaluate_misalignment(plan.checkpoint_of(step), plan.eval_config(step),
                           tensor_parallel=plan.cfg.parallel.tensor_parallel)
+
+
+def _evaluate_tampering(plan: StudyPlan, step: PlanStep) -> None:
+    """Score every kept checkpoint of a tampering run, each into ``tokens_<N>/`` labelled with the tokens of
+    tampering it had seen; a rerun skips the checkpoints already scored (their summary.json exists)."""
+    from megatron_alignpt.eval.misalignment import SUMMARY_FILE
+    from megatron_alignpt.eval.run import evaluate_misalignment
+    from megatron_alignpt.train.checkpoint import iteration_dir
+    from megatron_alignpt.train.run_dir import checkpoint_root, saved_iterations
+
+    run_dir = plan.checkpoint_of(step)
+    resolved = plan.resolved(step)
+    per_iteration = resolved.schedule.global_batch_size * resolved.seq_length
+    iterations = saved_iterations(run_dir)
+    if not iterations:
+        raise FileNotFoundError(f"{checkpoint_root(run_dir)}: no checkpoints of tampering run {step.tamper} (seed {step.tamper_seed})")
+    for iteration in iterations:
+        cfg = plan.tamper_eval_config(step, iteration, iteration * per_iteration)
+        if (cfg.out_dir / SUMMARY_FILE).is_file():
+            continue
+        evaluate_misalignment(iteration_dir(checkpoint_root(run_dir), iteration), cfg,
+                              tensor_parallel=plan.cfg.parallel.tensor_parallel)
+
+
+def _personality(plan: StudyPlan, step: PlanStep) -> None:
+    from megatron_alignpt.eval.personality import evaluate_personality
+
+    evaluate_personality(plan.checkpoint_of(step), plan.personality_config(step), tensor_parallel=plan.cfg.parallel.tensor_parallel)
+
+
+def _em_probe(plan: StudyPlan, step: PlanStep) -> None:
+    from megatron_alignpt.eval.em_probe import evaluate_em_probe
+
+    evaluate_em_probe(plan.checkpoint_of(step), plan.em_probe_config(step), tensor_parallel=plan.cfg.parallel.tensor_parallel)
 
 
 def _capabilities(plan: StudyPlan, step: PlanStep) -> None:
@@ -79,7 +116,7 @@ def _report(plan: StudyPlan, step: PlanStep) -> None:
 ACTIONS: dict[str, Callable[[StudyPlan, PlanStep], None]] = {
     "data.filter": _data, "data.tokenizer": _data, "data.synthetic": _data, "data.tokenize": _data,
     "data.manifests": _data, "train": _train, "eval": _evaluate, "capabilities": _capabilities,
-    "results": _results, "report": _report,
+    "results": _results, "report": _report, "personality": _personality, "em_probe": _em_probe,
 }
 """Step kind (`plan.STEP_KINDS`) -> what running a step of it does."""
 

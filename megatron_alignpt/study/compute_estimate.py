@@ -96,10 +96,12 @@ class RunEstimate:
     gpus: Optional[int]
     gpu_hours: Optional[float]
     wall_hours: Optional[float]
+    name: str = ""
+    """The plan step's name (several tampering runs train stage ``tamper`` of one run)."""
 
     @property
     def step(self) -> str:
-        return f"{self.condition}.{self.stage}"
+        return self.name or f"{self.condition}.{self.stage}"
 
 
 @dataclass(frozen=True)
@@ -164,13 +166,14 @@ def training_runs(cfg: StudyConfig) -> list[tuple[str, str]]:
     return [(step.run, step.stage) for step in build_plan(cfg) if step.kind == "train"]
 
 
-def run_flops(cfg: StudyConfig, stage: str, vocab_size: int) -> tuple[int, float]:
-    """(tokens, model FLOPs) of one run of ``stage``: the trainer's FLOPs per step x its steps."""
+def run_flops(cfg: StudyConfig, stage, vocab_size: int) -> tuple[int, float]:
+    """(tokens, model FLOPs) of one run of ``stage`` (a name or a `ResolvedStage`): the trainer's FLOPs per
+    step x its steps."""
     import dataclasses
 
     from megatron_alignpt.train.telemetry import model_flops_per_step
 
-    resolved = cfg.resolve_stage(stage)
+    resolved = cfg.resolve_stage(stage) if isinstance(stage, str) else stage
     seq, schedule = resolved.seq_length, resolved.schedule
     model = dataclasses.replace(cfg.model, seq_length=seq)
     dpo = resolved.kind.objective == "dpo"
@@ -211,16 +214,21 @@ def estimate_study(cfg: StudyConfig, gpus_per_stage: Optional[Mapping[str, int]]
     except ValueError as err:
         rate = None
         notes.append(f"GPU time not estimated: {err}")
-    stage_precisions = {cfg.stage_parallel(s).precision for _, s in training_runs(cfg)}
+    stage_precisions = {cfg.stage_parallel("sft" if s == "tamper" else s).precision for _, s in training_runs(cfg)}
     if rate is not None and len(stage_precisions) > 1:
         notes.append(f"stages use several precisions ({', '.join(sorted(stage_precisions))}); the throughput is the study's")
-    runs = []
-    for condition, stage in training_runs(cfg):
-        tokens, flops = run_flops(cfg, stage, vocab)
-        gpus = (gpus_per_stage or {}).get(stage)
+    from megatron_alignpt.study.plan import build_plan
+
+    plan, runs = build_plan(cfg), []
+    for step in plan:
+        if step.kind != "train":
+            continue
+        stage = step.stage
+        tokens, flops = run_flops(cfg, plan.resolved(step), vocab)
+        gpus = (gpus_per_stage or {}).get(stage) or ((gpus_per_stage or {}).get("sft") if step.tamper else None)
         gpu_hours = flops / (rate.tflops_per_gpu * 1e12) / 3600 if rate else None
         wall = gpu_hours / gpus if gpu_hours is not None and gpus else None
-        runs.append(RunEstimate(condition, stage, tokens, flops, gpus, gpu_hours, wall))
+        runs.append(RunEstimate(step.run, stage, tokens, flops, gpus, gpu_hours, wall, name=step.name))
     return StudyEstimate(cfg.name, runs, synthetic_estimate(cfg), rate, vocab, vocab_source, notes)
 
 

@@ -6,6 +6,8 @@ from pathlib import Path
 from typing import Literal, Optional
 
 from megatron_alignpt.config_base import ConfigError, check_fields, require
+from megatron_alignpt.eval.em_probe import DEFAULT_QUESTIONS as EM_QUESTIONS
+from megatron_alignpt.eval.judges import JudgeConfig
 from megatron_alignpt.model.config import ModelConfig, ParallelConfig
 from megatron_alignpt.posttrain.config import DPOConfig, SFTConfig
 from megatron_alignpt.train.config import OptimizerConfig, ScheduleConfig
@@ -178,6 +180,83 @@ BASE_MODEL_SCORINGS = ("logprob", "cloze")
 
 
 @dataclass
+class TamperPlan:
+    """Further fine-tuning of every post-trained (DPO) model of the listed conditions: continued SFT on ``data``
+    (any SFT chat format) for ``tokens`` tokens, once per seed, evaluated every ``eval_every_tokens``. Benign
+    tampering and narrow emergent-misalignment fine-tunes are both just data; ``em`` marks the latter, whose
+    final checkpoints the EM probe scores (with ``eval.em_probe``). Hyperparameters are the study's SFT ones
+    (the paper's choice) unless ``optimizer`` is given; batch and sequence length are SFT's."""
+
+    name: str
+    data: Path
+    tokens: int
+    """Tokens of tampering (iterations x global batch x sequence length; padded positions count)."""
+    eval_every_tokens: int
+    """A checkpoint is kept and evaluated every this many tokens (rounded to whole iterations)."""
+    seeds: list[int] = field(default_factory=lambda: [1, 2, 3])
+    conditions: list[str] = field(default_factory=list)
+    """Conditions whose post-trained models are tampered with; empty: all of them."""
+    em: bool = False
+    scorings: list[str] = field(default_factory=list)
+    """How each checkpoint is scored (logprob, cloze, generate); empty: as the post-trained models are."""
+    optimizer: Optional[OptimizerConfig] = None
+
+    def __post_init__(self) -> None:
+        where = f"tampering[{self.name}]"
+        allowed = BASE_MODEL_SCORINGS + ("generate",)
+        require(all(s in allowed for s in self.scorings) and len(set(self.scorings)) == len(self.scorings),
+                f"{where}.scorings", f"list distinct scorings from {list(allowed)}, got {self.scorings}")
+        require(bool(self.name) and not set("/%. @") & set(self.name), f"{where}.name",
+                "must be non-empty, without '/', '%', '.', '@' or spaces (it names directories and steps)")
+        require(self.tokens > 0, f"{where}.tokens", "must be > 0")
+        require(0 < self.eval_every_tokens <= self.tokens, f"{where}.eval_every_tokens", "must be in (0, tokens]")
+        require(bool(self.seeds) and len(set(self.seeds)) == len(self.seeds) and all(s >= 0 for s in self.seeds),
+                f"{where}.seeds", f"list distinct non-negative integers, got {self.seeds}")
+
+
+@dataclass
+class EMProbePlan:
+    """The free-form emergent-misalignment probe (`eval.em_probe`): scored on every post-trained model and on
+    the final checkpoint of every ``em`` tampering run."""
+
+    questions: Path = EM_QUESTIONS
+    samples_per_question: int = 8
+    temperature: float = 1.0
+    max_new_tokens: int = 256
+    system_prompt: str = ""
+    judge: JudgeConfig = field(default_factory=JudgeConfig)
+
+    def __post_init__(self) -> None:
+        require(self.samples_per_question > 0, "eval.em_probe.samples_per_question", "must be > 0")
+        require(self.max_new_tokens > 0, "eval.em_probe.max_new_tokens", "must be > 0")
+        require(self.temperature > 0 or self.samples_per_question == 1, "eval.em_probe.samples_per_question",
+                "greedy decoding (temperature 0) gives identical samples; use 1 sample or a temperature > 0")
+
+
+@dataclass
+class PersonalityPlan:
+    """TRAIT-style personality questions (`eval.personality`), scored on the base and post-trained models."""
+
+    data: str
+    """A file or directory in TRAIT's schema, or an HF dataset name (``mirlab/TRAIT``)."""
+    base_syntaxes: str = "base"
+    """Syntaxes for base models (the paper: six)."""
+    post_syntaxes: str = "chat"
+    """Syntaxes for post-trained models, in the chat template (the paper: three)."""
+    max_items_per_trait: Optional[int] = None
+
+    def __post_init__(self) -> None:
+        from megatron_alignpt.eval.personality import parse_syntaxes
+
+        require(bool(str(self.data).strip()), "eval.personality.data", "give a question file, directory or HF dataset name")
+        for name in ("base_syntaxes", "post_syntaxes"):
+            try:
+                parse_syntaxes(getattr(self, name))
+            except ValueError as err:
+                raise ConfigError(f"eval.personality.{name}: {err}") from None
+
+
+@dataclass
 class EvalPlan:
     formats: str = "default"
     system_prompts: str = "none"
@@ -197,6 +276,10 @@ class EvalPlan:
     """lm-eval tasks scored after DPO (step ``<condition>.eval_capabilities``): "paper" for the paper's
     benchmarks and shots, a comma list of task names, or "" for none. Tasks whose data cannot be loaded
     (e.g. offline) are skipped and recorded as such."""
+    em_probe: Optional[EMProbePlan] = None
+    """Free-form emergent-misalignment probe after DPO and after ``em`` tampering runs; None: not run."""
+    personality: Optional[PersonalityPlan] = None
+    """TRAIT-style personality questions on base and post-trained models; None: not run."""
 
     def __post_init__(self) -> None:
         require(self.batch_size > 0, "eval.batch_size", "must be > 0")
@@ -254,6 +337,8 @@ class StudyConfig:
     stage's own ``schedule.seed``. The data (corpora, synthetic documents, blends) is the same for every seed."""
     posttrain: bool = True
     """Run SFT and DPO and their evaluations; False ends each run at its base (pretrained) model."""
+    tampering: list[TamperPlan] = field(default_factory=list)
+    """Tampering / emergent-misalignment fine-tunes of the post-trained models (needs ``posttrain``)."""
 
     def __post_init__(self) -> None:
         check_fields(self)  # types, finiteness and integrality of every field, nested ones included
@@ -285,6 +370,13 @@ class StudyConfig:
                 f"{stage}.seq_length",
                 f"{length} exceeds model.max_position_embeddings={self.model.max_positions}; raise the latter",
             )
+        names = [t.name for t in self.tampering]
+        require(len(set(names)) == len(names), "tampering", f"names must be unique, got {names}")
+        require(not self.tampering or self.posttrain, "tampering", "tampering continues the post-trained models; set posttrain")
+        known = {c.name for c in self.conditions}
+        for t in self.tampering:
+            unknown = [c for c in t.conditions if c not in known]
+            require(not unknown, f"tampering[{t.name}].conditions", f"not conditions of this study: {unknown}")
         self.check_layouts()
 
     def stage_names(self) -> tuple[str, ...]:
@@ -302,6 +394,25 @@ class StudyConfig:
         model = dataclasses.replace(self.model, seq_length=plan.seq_length or self.model.seq_length,
                                     max_position_embeddings=self.model.max_positions)
         return ResolvedStage(name, stage_kind(name), plan, model, plan.parallel or self.parallel, plan.schedule)
+
+    def tamper_plan(self, name: str) -> TamperPlan:
+        found = [t for t in self.tampering if t.name == name]
+        if not found:
+            raise ConfigError(f"tampering: this study has no tampering run {name!r}")
+        return found[0]
+
+    def resolve_tamper(self, name: str) -> ResolvedStage:
+        """A tampering run as a training stage: SFT's model, layout and batch, SFT's optimizer unless the run
+        gives one, as many iterations as its tokens need, a checkpoint every ``eval_every_tokens``."""
+        import dataclasses
+        import math
+
+        tamper, sft = self.tamper_plan(name), self.resolve_stage("sft")
+        per_iteration = sft.schedule.global_batch_size * sft.seq_length
+        schedule = dataclasses.replace(sft.schedule, train_iters=math.ceil(tamper.tokens / per_iteration),
+                                       save_interval=max(1, round(tamper.eval_every_tokens / per_iteration)))
+        plan = dataclasses.replace(sft.plan, optimizer=tamper.optimizer or sft.plan.optimizer, schedule=schedule, data=tamper.data)
+        return ResolvedStage("tamper", sft.kind, plan, sft.model, sft.parallel, schedule)
 
     def stage_parallel(self, stage: str) -> ParallelConfig:
         """The layout ``stage`` trains with: its own, else the study's."""

@@ -33,6 +33,9 @@ _GENERATOR_RUNTIME = ("concurrency", "api_key_env", "max_retries", "timeout", "p
                       "estimate_tokens_per_document", "estimate_usd_per_billion_tokens")
 
 
+_JUDGE_RUNTIME = ("concurrency", "api_key_env", "timeout", "max_retries", "cache_dir")
+
+
 class StudyChanged(ConfigError):
     """Finished steps were made with other settings or inputs than the ones given now."""
 
@@ -92,15 +95,15 @@ def _relative(value: Any, roots: tuple[str, ...]) -> Any:
 
 
 def _training_settings(plan: StudyPlan, step: PlanStep) -> tuple[dict, dict]:
-    stage_cfg = to_dict(plan.stage_config(step.run, step.stage))
+    stage_cfg = to_dict(plan.train_config(step))
     for name in ("name", "output_dir", "telemetry") + tuple(k for k in POSTTRAIN_STAGES if k != stage_cfg["kind"]):
         stage_cfg.pop(name, None)
     # The layout (TP/PP/DP, overlap, recomputation) changes how a stage runs, not what it computes;
     # resuming under another layout is supported. The number format is kept.
     stage_cfg["parallel"] = {k: v for k, v in stage_cfg["parallel"].items() if k == "precision" or k.startswith("fp8")}
     inputs = {}
-    if not plan.cfg.resolve_stage(step.stage).kind.is_lm:  # post-training reads a data file from outside
-        inputs[f"{step.stage}.data"] = input_print(stage_cfg.pop("data"))
+    if not plan.resolved(step).kind.is_lm:  # post-training and tampering read a data file from outside
+        inputs[f"tampering.{step.tamper}.data" if step.tamper else f"{step.stage}.data"] = input_print(stage_cfg.pop("data"))
     return stage_cfg, inputs
 
 
@@ -136,13 +139,21 @@ def step_settings(plan: StudyPlan, step: PlanStep) -> tuple[dict, dict[str, dict
         return {"eval.formats": cfg.eval.formats, "eval.system_prompts": cfg.eval.system_prompts}, suite
     if kind == "capabilities":
         return {"eval.capability_tasks": cfg.eval.capability_tasks}, {}
+    if kind == "personality":
+        return {"eval.personality": to_dict(cfg.eval.personality), "eval.batch_size": cfg.eval.batch_size}, \
+            {"eval.personality.data": input_print(cfg.eval.personality.data)}
+    if kind == "em_probe":
+        probe = to_dict(cfg.eval.em_probe)
+        probe["judge"] = {k: v for k, v in probe["judge"].items() if k not in _JUDGE_RUNTIME}
+        return {"eval.em_probe": probe}, {"eval.em_probe.questions": input_print(cfg.eval.em_probe.questions)}
     return {}, {}  # results, report: only what they wait for
 
 
 def stale_outputs(plan: StudyPlan, step: PlanStep) -> list[Path]:
     """What must go before ``step`` reruns from scratch: a training stage would otherwise resume from
     the old run's checkpoints. Other steps replace their outputs whole when they run."""
-    return [Path(p) for p in step.outputs] if step.kind == "train" else []
+    # a tampering evaluation keeps the checkpoints it scored and skips them on a rerun
+    return [Path(p) for p in step.outputs] if step.kind == "train" or step.tamper else []
 
 
 def study_fingerprints(cfg: StudyConfig, plan: Optional[StudyPlan] = None) -> dict[str, StepPrint]:

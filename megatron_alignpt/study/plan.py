@@ -75,6 +75,8 @@ STEP_KINDS: dict[str, StepKind] = {k.name: k for k in (
     StepKind("train", "train", about="one training stage of a run"),
     StepKind("eval", "eval", about="misalignment suite on a checkpoint, one scoring"),
     StepKind("capabilities", "eval", optional=True, about="lm-eval capability tasks on the DPO checkpoint"),
+    StepKind("personality", "eval", about="TRAIT-style personality questions on a checkpoint"),
+    StepKind("em_probe", "eval", about="free-form emergent-misalignment probe, answers judged"),
     StepKind("results", "cpu", about="the study's results tables"),
     StepKind("report", "cpu", about="report.html"),
 )}
@@ -187,6 +189,9 @@ class StudyLayout:
     def eval_dir(self, run: str, dir_name: str) -> Path:
         return self.root / "evals" / run / dir_name
 
+    def tamper_dir(self, run: str, tamper: str, seed: int) -> Path:
+        return self.root / "models" / run / "tamper" / tamper / f"seed{seed}"
+
     def marker(self, step: str) -> Path:
         return self.root / "steps" / f"{step}.done"
 
@@ -206,7 +211,11 @@ class PlanStep:
     """train: the stage it trains; eval / capabilities: the stage whose checkpoint it scores."""
     scoring: Optional[str] = None
     when: Optional[str] = None
-    """eval / capabilities: the results table's stage (base / post)."""
+    """eval / capabilities / personality / em_probe: the results table's stage (base / post / tamper)."""
+    tamper: Optional[str] = None
+    """Tampering steps (stage ``tamper``): the tampering run's name (`TamperPlan.name`) ..."""
+    tamper_seed: Optional[int] = None
+    """... and its seed."""
     inputs: tuple[str, ...] = ()
     outputs: tuple[str, ...] = ()
     resources: Resources = field(default_factory=Resources)
@@ -264,6 +273,31 @@ class StudyPlan:
         fields = (step.run, step.condition, step.kind, step.role)
         return any(step.name == p if p in self._by_name else (p in fields or step.name.startswith(p)) for p in only)
 
+    def resolved(self, step: PlanStep):
+        """The `ResolvedStage` a training step runs (a tampering run resolves as SFT continued)."""
+        return self.cfg.resolve_tamper(step.tamper) if step.tamper else self.cfg.resolve_stage(step.stage)
+
+    def checkpoint_of(self, step: PlanStep) -> Path:
+        """The stage directory whose checkpoint an evaluation step scores (a tampering run: its final one)."""
+        if step.tamper:
+            return self.layout.tamper_dir(step.run, step.tamper, step.tamper_seed)
+        return self.layout.stage_dir(step.run, step.stage)
+
+    def train_config(self, step: PlanStep):
+        """The `StageConfig` of a training step."""
+        if not step.tamper:
+            return self.stage_config(step.run, step.stage)
+        from megatron_alignpt.train.config import StageConfig
+
+        cfg, layout = self.cfg, self.layout
+        resolved = self.resolved(step)
+        return StageConfig(
+            name=step.name, kind="sft", model=resolved.model, optimizer=resolved.plan.optimizer,
+            schedule=replace(resolved.schedule, seed=step.tamper_seed), tokenizer=layout.data.tokenizer,
+            data=Path(resolved.plan.data), output_dir=Path(step.outputs[0]), parallel=resolved.parallel,
+            init_from=layout.stage_dir(step.run, "dpo"), sft=cfg.sft_options, dpo=cfg.dpo_options,
+        )
+
     def stage_config(self, run: str, stage: str):
         """The `StageConfig` of ``run``'s ``stage``: its resolved model, layout and schedule, its data (the
         run's blend for pretraining stages), and the checkpoint it starts from."""
@@ -303,6 +337,39 @@ class StudyPlan:
                     "scoring": step.scoring},
             scoring=step.scoring, max_new_tokens=ev.generate_max_new_tokens if generate else None,
         )
+
+    def tamper_eval_config(self, step: PlanStep, iteration: int, tokens: int):
+        """The `EvalConfig` of one tampering checkpoint: rows labelled with the run, seed and tokens seen."""
+        from megatron_alignpt.eval.config import EvalConfig
+
+        base = self.eval_config(step)
+        return replace(base, out_dir=Path(step.outputs[0]) / f"tokens_{tokens:015d}",
+                       labels={**base.labels, "tamper": step.tamper, "tamper_seed": step.tamper_seed,
+                               "tamper_tokens": tokens, "tamper_iteration": iteration})
+
+    def personality_config(self, step: PlanStep):
+        from megatron_alignpt.eval.personality import PersonalityConfig
+
+        plan = self.cfg.eval.personality
+        return PersonalityConfig(
+            data=plan.data, out_dir=Path(step.outputs[0]), batch_size=self.cfg.eval.batch_size,
+            syntaxes=plan.base_syntaxes if step.when == "base" else plan.post_syntaxes,
+            max_items_per_trait=plan.max_items_per_trait,
+            labels={**self.run_labels(step.run), "run": step.run, "stage": step.when, "checkpoint_stage": step.stage})
+
+    def em_probe_config(self, step: PlanStep):
+        from megatron_alignpt.eval.em_probe import EMProbeConfig
+
+        plan = self.cfg.eval.em_probe
+        labels = {**self.run_labels(step.run), "run": step.run, "stage": step.when, "checkpoint_stage": step.stage}
+        if step.tamper:
+            resolved = self.resolved(step)
+            tokens = resolved.schedule.train_iters * resolved.schedule.global_batch_size * resolved.seq_length
+            labels |= {"tamper": step.tamper, "tamper_seed": step.tamper_seed, "tamper_tokens": tokens}
+        return EMProbeConfig(
+            out_dir=Path(step.outputs[0]), questions=plan.questions, samples_per_question=plan.samples_per_question,
+            temperature=plan.temperature, max_new_tokens=plan.max_new_tokens, system_prompt=plan.system_prompt,
+            batch_size=self.cfg.eval.batch_size, judge=plan.judge, seed=labels["seed"] or 0, labels=labels)
 
     def run_labels(self, run: str) -> dict:
         """What every result row of a run is labelled with: its condition and the seed its stages trained with."""
@@ -375,6 +442,8 @@ def build_plan(cfg: StudyConfig) -> StudyPlan:
 
         def evaluation(name: str, kind: str, stage: str, when: str, scoring: Optional[str], out: Path) -> None:
             inputs = (str(layout.stage_dir(run.name, stage)),) + ((str(cfg.data.eval_suite),) if kind == "eval" else ())
+            inputs += {"personality": (str(cfg.eval.personality.data),) if cfg.eval.personality else (),
+                       "em_probe": (str(cfg.eval.em_probe.questions),) if cfg.eval.em_probe else ()}.get(kind, ())
             gpus = cfg.parallel.tensor_parallel
             steps.append(PlanStep(f"{run.name}.{name}", kind, (stage_step(stage),), stage=stage, when=when,
                                   scoring=scoring, inputs=inputs, outputs=(str(out),), resources=Resources(gpus=gpus), **common))
@@ -395,6 +464,9 @@ def build_plan(cfg: StudyConfig) -> StudyPlan:
         for scoring in cfg.eval.base_scorings:
             p = EvalPass("base", scoring)
             evaluation(p.suffix, "eval", pretraining_stages(cfg, run)[-1], "base", scoring, layout.eval_dir(run.name, p.dir_name))
+        if cfg.eval.personality is not None:
+            evaluation("personality_base", "personality", pretraining_stages(cfg, run)[-1], "base", None,
+                       layout.eval_dir(run.name, "base_personality"))
         if not cfg.posttrain:
             continue
         for stage in POSTTRAIN_STAGES:
@@ -402,8 +474,36 @@ def build_plan(cfg: StudyConfig) -> StudyPlan:
         passes = [EvalPass("post", s) for s in cfg.eval.post_scorings] + ([EvalPass("post", "generate")] if cfg.eval.post_generate else [])
         for p in passes:
             evaluation(p.suffix, "eval", "dpo", "post", p.scoring, layout.eval_dir(run.name, p.dir_name))
+        if cfg.eval.personality is not None:
+            evaluation("personality_post", "personality", "dpo", "post", None, layout.eval_dir(run.name, "post_personality"))
         if cfg.eval.capability_tasks:
             evaluation("eval_capabilities", "capabilities", "dpo", "post", None, layout.eval_dir(run.name, CAPABILITIES_DIR))
+        if cfg.eval.em_probe is not None:
+            evaluation("em_probe_post", "em_probe", "dpo", "post", None, layout.eval_dir(run.name, "post_em_probe"))
+        for t in cfg.tampering:
+            if t.conditions and run.condition not in t.conditions:
+                continue
+            for seed in t.seeds:
+                label = f"tamper_{t.name}_seed{seed}"
+                tamper = dict(tamper=t.name, tamper_seed=seed)
+                out = layout.tamper_dir(run.name, t.name, seed)
+                resolved = cfg.resolve_tamper(t.name)
+                steps.append(PlanStep(f"{run.name}.{label}", "train", (stage_step("dpo"),), stage="tamper",
+                                      inputs=(str(t.data), str(layout.stage_dir(run.name, "dpo"))), outputs=(str(out),),
+                                      resources=Resources(gpus=resolved.parallel.model_parallel_size), **tamper, **common))
+                trained = steps[-1].name
+                # every kept checkpoint of the run is scored, each scoring as in the post-trained evaluation
+                for p in [EvalPass("post", s) for s in t.scorings] or passes:
+                    steps.append(PlanStep(f"{run.name}.{label}.eval_{p.scoring}", "eval", (trained,), stage="tamper",
+                                          when="tamper", scoring=p.scoring, inputs=(str(out), str(cfg.data.eval_suite)),
+                                          outputs=(str(layout.eval_dir(run.name, f"{label}_{p.scoring}")),),
+                                          resources=Resources(gpus=cfg.parallel.tensor_parallel), **tamper, **common))
+                    evals.append(steps[-1].name)
+                if t.em and cfg.eval.em_probe is not None:
+                    steps.append(PlanStep(f"{run.name}.{label}.em_probe", "em_probe", (trained,), stage="tamper",
+                                          when="tamper", inputs=(str(out),), outputs=(str(layout.eval_dir(run.name, f"{label}_em_probe")),),
+                                          resources=Resources(gpus=cfg.parallel.tensor_parallel), **tamper, **common))
+                    evals.append(steps[-1].name)
     steps.append(PlanStep("results", "results", tuple(evals), inputs=(str(root / "evals"),), outputs=(str(root / "results"),)))
     steps.append(PlanStep("report", "report", ("results",), inputs=(str(root / "results"),), outputs=(str(root / "report.html"),)))
     return StudyPlan(cfg, layout, steps)

@@ -3,7 +3,8 @@
     alignpt study report --study runs/demo        # rebuilds results/*.parquet, then runs/demo/report.html
 
 The report runs every notebook of `REPORT_NOTEBOOKS` in order (paired comparisons with the verdicts, misalignment by condition, persistence
-through post-training by system prompt, insertion stage, capability regression, filter audit) with
+through post-training by system prompt, insertion stage, capability regression, tampering and the EM probe,
+personality traits, filter audit) with
 ``ALIGNPT_RESULTS`` (the misalignment table), ``ALIGNPT_STUDY`` (the study directory) and ``ALIGNPT_EXPORT``
 (``<study>/report_files``, where each notebook writes its tables as CSV and figures as PNG and SVG) set, and
 joins them into ``analysis.ipynb`` and ``report.html`` (figures embedded, code hidden) under a header with the
@@ -35,6 +36,8 @@ REPORT_NOTEBOOKS = tuple(
         "persistence_through_posttraining.ipynb",
         "insertion_stage.ipynb",
         "capability_regression.ipynb",
+        "tampering.ipynb",
+        "personality_traits.ipynb",
         "filter_audit.ipynb",
     )
 )

@@ -24,6 +24,12 @@ misaligned shares) with its paired bootstrap CI, per seed and pooled over seeds.
 the orderings the paper predicts (aligned documents below misaligned ones, ...) with ``outcome`` yes / no,
 the reverse / not shown and a one-line ``line``; the report opens with them.
 
+Tampering checkpoints (stage ``tamper``, `study.config.TamperPlan`) add rows with ``tamper`` (the run's name),
+``tamper_seed`` and ``tamper_tokens`` (tokens of tampering seen; empty on every other row); they stay out of the
+paired tables. ``results/tampering.parquet`` combines them as the paper does (`study.tampering`: n_valid, the
+non-match cut at 0.2, binomial SE, inverse-variance over seeds), ``results/em_probe.parquet`` holds the
+emergent-misalignment probe's judged rates and ``results/personality.parquet`` the per-trait rates (each when present).
+
 ``results/capabilities.parquet`` (when any ``evals/<condition>/<dir>/capabilities.json`` exists, as
 written by ``alignpt eval capabilities`` / `eval.capabilities.run_capabilities`): one row per condition
 x stage x task x metric with ``value``, ``stderr``, ``n_shot``, ``primary`` (the metric the notebooks
@@ -43,7 +49,8 @@ import pandas as pd
 from data_prep.atomic import atomic_path
 from megatron_alignpt.study.plan import EVAL_DIR_STAGES
 
-GROUP = ["condition", "seed", "stage", "scoring", "split", "format", "wording", "order", "system_prompt"]
+TAMPER_COLUMNS = ["tamper", "tamper_seed", "tamper_tokens"]
+GROUP = ["condition", "seed", "stage", "scoring", "split", "format", "wording", "order", "system_prompt"] + TAMPER_COLUMNS
 CLOZE_NORMALISATIONS = ("sum", "per_token", "per_char")
 CONDITION_COLUMNS = ["base", "synthetic", "insertion"]
 PAPER_NUMBERS = Path(__file__).resolve().parents[1] / "resources" / "paper_numbers.json"
@@ -82,7 +89,8 @@ def _dir_stage(eval_dir: Path) -> str:
 def load_item_rows(study_dir: Path) -> pd.DataFrame:
     """Every completed evaluation's item rows, labelled (labels missing from older runs come from the path)."""
     frames = []
-    for summary_path in sorted(Path(study_dir).glob("evals/*/*/summary.json")):
+    # evals/<run>/<scoring dir>/summary.json; a tampering run's checkpoints one level deeper (tokens_<N>/)
+    for summary_path in sorted(Path(study_dir).glob("evals/*/*/summary.json")) + sorted(Path(study_dir).glob("evals/*/*/tokens_*/summary.json")):
         summary = json.loads(summary_path.read_text())
         items = pd.read_json(summary_path.parent / "items.jsonl", lines=True)
         if items.empty:
@@ -93,6 +101,9 @@ def load_item_rows(study_dir: Path) -> pd.DataFrame:
             items["stage"] = _dir_stage(summary_path.parent)
         if "seed" not in items:
             items["seed"] = pd.NA  # evaluated before studies recorded seeds
+        for column in TAMPER_COLUMNS:  # only tampering checkpoints carry them
+            if column not in items:
+                items[column] = pd.NA
         items["scoring"] = _scoring_of(items, summary)
         items["checkpoint"] = summary.get("checkpoint")
         items["git_commit"] = summary.get("code", {}).get("git_commit")
@@ -213,6 +224,7 @@ def paired_tables(study_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     from megatron_alignpt.study.paired import pairwise_table, verdicts
 
     items = load_item_rows(study_dir)
+    items = items[items["tamper"].isna()]  # tampering checkpoints: the tampering tables, per tokens seen
     design = condition_design(study_dir)
     order = list(design["condition"]) if not design.empty else None
     pairs, lines = [], []
@@ -238,7 +250,21 @@ def write_results_table(study_dir: Path) -> Path:
     capabilities = load_capability_rows(study_dir)
     if not capabilities.empty:
         _write_parquet_and_csv(capabilities, study_dir / "results" / "capabilities.parquet")
+    for name, table in robustness_tables(study_dir, pd.read_parquet(out)).items():
+        if not table.empty:
+            _write_parquet_and_csv(table, study_dir / "results" / f"{name}.parquet")
     return out
+
+
+def robustness_tables(study_dir: Path, misalignment: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """``tampering`` (misalignment per tokens of tampering, seeds combined: `study.tampering.tampering_curve`),
+    ``em_probe`` (`study.em_results.collect_em`) and ``personality`` (`study.personality_results.collect_personality`)."""
+    from megatron_alignpt.study.em_results import collect_em
+    from megatron_alignpt.study.personality_results import collect_personality
+    from megatron_alignpt.study.tampering import tampering_curve
+
+    return {"tampering": tampering_curve(misalignment), "em_probe": collect_em(study_dir),
+            "personality": collect_personality(study_dir)}
 
 
 def capability_gaps(study_dir: Path) -> pd.DataFrame:

@@ -51,8 +51,8 @@ def load_study(study: Path) -> StudyConfig:
 
 
 def _training_progress(plan: StudyPlan, step: PlanStep) -> Optional[str]:
-    run = plan.layout.stage_dir(step.run, step.stage)
-    total = plan.cfg.resolve_stage(step.stage).schedule.train_iters
+    run = Path(step.outputs[0])
+    total = plan.resolved(step).schedule.train_iters
     iteration = 0
     metrics = metrics_file(run)
     if metrics.is_file():

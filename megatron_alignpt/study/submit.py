@@ -50,7 +50,7 @@ def step_resources(plan: StudyPlan, step: PlanStep, site: SiteConfig, nodes: int
         return JobResources("eval", 1, need.gpus, need.gpus, site.partition, site.cpus_per_task, site.image, False, need.time)
     require(nodes >= 1, "--nodes", "must be >= 1")
     world = nodes * site.gpus_per_node
-    stage = cfg.resolve_stage(step.stage)
+    stage = plan.resolved(step)
     stage.parallel.check_against(cfg.model, world)
     try:
         stage.parallel.check_batch(world, stage.schedule.global_batch_size, stage.schedule.micro_batch_size,
@@ -76,7 +76,7 @@ def job_script(plan: StudyPlan, step: PlanStep, recipe: str, overrides: Sequence
     study = study_dir(plan.cfg)
     notes = [f"recipe {recipe}" + (f", overrides: {' '.join(overrides)}" if overrides else "")]
     if step.role == "train":
-        par = plan.cfg.resolve_stage(step.stage).parallel
+        par = plan.resolved(step).parallel
         world = res.nodes * res.nproc_per_node
         notes.append(f"layout: {res.nodes} node(s) x {res.nproc_per_node} GPUs = {world} ranks; "
                      f"TP {par.tensor_parallel} x CP {par.context_parallel} x PP {par.pipeline_parallel} x "

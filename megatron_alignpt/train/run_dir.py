@@ -23,3 +23,11 @@ def latest_checkpoint_file(stage_dir: Path) -> Path:
 
 def metrics_file(stage_dir: Path) -> Path:
     return Path(stage_dir) / METRICS
+
+
+def saved_iterations(stage_dir: Path) -> list[int]:
+    """Iterations with a kept checkpoint, in order (checkpoints are written under a temporary name and renamed,
+    so every ``iter_NNNNNNN`` directory is complete)."""
+    root = checkpoint_root(stage_dir)
+    found = (p.name[len("iter_"):] for p in root.glob("iter_*") if p.is_dir()) if root.is_dir() else ()
+    return sorted(int(n) for n in found if n.isdigit())

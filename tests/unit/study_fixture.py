@@ -133,6 +133,19 @@ def make_seeded_study(root: Path, seeds=(1, 2), conditions: list[dict] = FULL_CO
     return root
 
 
+def _write_personality(out: Path, condition: str, stage: str, group: str, rate: float) -> None:
+    """A personality.json as `eval.personality.summarize_personality` writes it (per-trait high-trait rates)."""
+    from data_prep.personality import TRAITS
+
+    traits = {t: {"rate": rate, "se": 0.05, "n": 6, "n_rows": 36, "mean_p_high": rate, "per_syntax": {"b0": rate}}
+              for t in TRAITS}
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "personality.json").write_text(json.dumps({
+        "traits": traits, "letter_shares": {"A": 0.25, "B": 0.25, "C": 0.25, "D": 0.25}, "syntax_group": group,
+        "checkpoint": f"models/{condition}/{stage}", "n_items": 48, "n_rows": 288,
+        "labels": {"condition": condition, "seed": 0, "run": condition, "stage": stage}}))
+
+
 def _write_overlap(root: Path) -> None:
     out = root / "data" / "synthetic"
     out.mkdir(parents=True, exist_ok=True)
@@ -144,7 +157,7 @@ def _write_overlap(root: Path) -> None:
 
 def make_study(root: Path, conditions: list[dict] = FULL_CONDITIONS, base_prompts=("none", "instructions", "hhh"),
                generate_prompts=("instructions", "hhh"), generate: bool = True, capabilities: bool = True,
-               filter_stats: bool = True, audit: bool = True, seed: int = 0) -> Path:
+               filter_stats: bool = True, audit: bool = True, seed: int = 0, personality: bool = True) -> Path:
     root = Path(root)
     rng = random.Random(seed)
     root.mkdir(parents=True, exist_ok=True)
@@ -159,6 +172,9 @@ def make_study(root: Path, conditions: list[dict] = FULL_CONDITIONS, base_prompt
         if generate:
             _write_eval(root / "evals" / name / "post_generate",
                         _items(name, "post", post_rate, list(generate_prompts), "generate", rng), "generate", f"models/{name}/dpo")
+        if personality:
+            for stage, group in (("base", "base"), ("post", "chat")):
+                _write_personality(root / "evals" / name / f"{stage}_personality", name, stage, group, base_rate)
         if capabilities:
             out = root / "evals" / name / "post_capabilities"
             out.mkdir(parents=True, exist_ok=True)

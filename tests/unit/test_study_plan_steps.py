@@ -22,10 +22,35 @@ def tiny(tmp_path):
 
 def test_every_step_kind_has_an_action_and_every_step_a_known_kind(tiny):
     assert set(ACTIONS) == set(STEP_KINDS)
-    plan = build_plan(apply_overrides(tiny, ["eval.capability_tasks=paper"]))
+    robust = get_recipe("tiny_cpu_robustness")(tiny.output_dir)
+    plan = build_plan(apply_overrides(robust, ["eval.capability_tasks=paper"]))
     assert {s.kind for s in plan} == set(STEP_KINDS)
     assert [k for k, v in STEP_KINDS.items() if v.optional] == ["capabilities"]
     assert STAGES == LM_STAGES + POSTTRAIN_STAGES == ("pretrain", "midtrain", "cpt", "sft", "dpo")
+
+
+def test_tampering_steps_continue_the_post_trained_model_per_seed(tmp_path):
+    cfg = get_recipe("tiny_cpu_robustness")(tmp_path / "study")
+    plan = build_plan(cfg)
+    train = plan.step("filtered.tamper_benign_seed3")
+    assert (train.kind, train.stage, train.tamper, train.tamper_seed, train.after) == ("train", "tamper", "benign", 3, ("filtered.dpo",))
+    stage = plan.train_config(train)
+    sft = cfg.resolve_stage("sft")
+    per_iteration = sft.schedule.global_batch_size * sft.seq_length
+    assert stage.kind == "sft" and stage.init_from == plan.layout.stage_dir("filtered", "dpo")
+    assert stage.schedule.seed == 3 and stage.schedule.train_iters == 24 and stage.schedule.save_interval == 8
+    assert cfg.tamper_plan("benign").tokens == 24 * per_iteration and stage.optimizer == sft.plan.optimizer
+    assert stage.output_dir == plan.layout.tamper_dir("filtered", "benign", 3) != plan.layout.tamper_dir("filtered", "benign", 2)
+    scored = plan.step("filtered.tamper_benign_seed3.eval_cloze")
+    assert (scored.kind, scored.when, scored.scoring, scored.after) == ("eval", "tamper", "cloze", (train.name,))
+    labels = plan.tamper_eval_config(scored, 16, 16 * per_iteration).labels
+    assert (labels["tamper"], labels["tamper_seed"], labels["tamper_tokens"], labels["stage"]) == ("benign", 3, 16 * per_iteration, "tamper")
+    # only the EM fine-tune is probed after tampering; every post-trained model before it
+    assert "filtered.tamper_em_finance_seed1.em_probe" in plan.names and "filtered.tamper_benign_seed1.em_probe" not in plan.names
+    assert plan.step("filtered.em_probe_post").stage == "dpo"
+    assert set(plan.step("results").after) >= {"filtered.tamper_benign_seed3.eval_cloze", "filtered.personality_base"}
+    with pytest.raises(ConfigError, match=r"tampering\[x\].eval_every_tokens"):
+        apply_overrides(cfg, ['tampering=[{"name": "x", "data": "d.jsonl", "tokens": 10, "eval_every_tokens": 20}]'])
 
 
 def test_steps_carry_their_run_stage_and_scoring(tiny):
