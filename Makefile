@@ -11,7 +11,7 @@ STAMP  := $(VENV)/.installed
 # The CPU build of torch, pinned: an unpinned torch pulls a multi-GB CUDA build.
 TORCH_CPU := torch==2.13.0
 
-.PHONY: demo organism test test-fast mutants setup lint clean
+.PHONY: demo organism robustness test test-fast mutants setup lint clean
 
 setup: $(STAMP)
 
@@ -31,6 +31,10 @@ demo: $(STAMP)
 organism: $(STAMP)
 	$(VENV)/bin/alignpt study run --recipe tiny_cpu_organism --output-dir runs/organism
 	@echo "report: runs/organism/report.html"
+
+robustness: $(STAMP)
+	$(VENV)/bin/alignpt study run --recipe tiny_cpu_robustness --output-dir runs/robustness
+	@echo "report: runs/robustness/report.html"
 
 test: $(STAMP)
 	$(PY) -m pytest -m "not gpu" -q

@@ -6,6 +6,7 @@ plain dicts (JSON in run directories) and accept dotted overrides (`train.lr=3e-
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import math
@@ -63,6 +64,7 @@ def from_dict(cls: type[T], data: dict[str, Any], where: str = "", source: str |
             raise ConfigError(f"{source}: {err}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{where or cls.__name__}: expected a mapping, got {type(data).__name__}")
+    data = _moved(cls, data, where)
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = set(data) - names
@@ -74,6 +76,38 @@ def from_dict(cls: type[T], data: dict[str, Any], where: str = "", source: str |
                           f"of {where or cls.__name__}: {', '.join(missing)})")
     kwargs = {name: _coerce(hints[name], value, _join(where, name), convert=True) for name, value in data.items()}
     return cls(**kwargs)
+
+
+def _node(data: Any, path: list[str]) -> Any:
+    for part in path:
+        data = data.get(part) if isinstance(data, dict) else None
+    return data
+
+
+def _moved(cls: type, data: dict, where: str) -> dict:
+    """``data`` with the fields ``cls.MOVED_FIELDS`` names (old dotted path -> new one) moved to their new
+    place, so configs written before a field moved still load. An old value whose new parent is absent (an
+    optional stage the config does not have) has nowhere to apply and is dropped; old and new set to
+    different values is an error."""
+    moves = getattr(cls, "MOVED_FIELDS", None)
+    if not moves:
+        return data
+    data = copy.deepcopy(data)
+    for old, new in moves.items():
+        *old_parent, old_name = old.split(".")
+        parent = _node(data, old_parent)
+        if not isinstance(parent, dict) or old_name not in parent:
+            continue
+        value = parent.pop(old_name)
+        *new_parent, new_name = new.split(".")
+        target = _node(data, new_parent)
+        if not isinstance(target, dict):
+            continue
+        if new_name in target and target[new_name] != value:
+            raise ConfigError(f"{_join(where, old)}: moved to {_join(where, new)}, which is also set "
+                              f"({target[new_name]!r} vs {value!r}); keep only {new}")
+        target[new_name] = value
+    return data
 
 
 def check_fields(cfg: Any, where: str = "") -> None:
@@ -174,6 +208,7 @@ def apply_overrides(cfg: T, overrides: list[str]) -> T:
         if "=" not in item:
             raise ConfigError(f"override {item!r}: expected key=value, e.g. train.lr=3e-4")
         key, raw = item.split("=", 1)
+        key = getattr(type(cfg), "MOVED_FIELDS", {}).get(key, key)  # a key from before its field moved
         node = data
         parts = key.split(".")
         for part in parts[:-1]:

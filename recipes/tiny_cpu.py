@@ -45,25 +45,25 @@ def tiny_cpu(output_dir: Path = Path("runs/demo")) -> StudyConfig:
             eval_suite=str(EVAL_QUESTIONS),
             tokenizer_vocab_size=4096,
             synthetic_docs_per_item=6,
-            pretrain_dose=0.10,
-            midtrain_dose=0.10,
-            cpt_dose=0.10,
         ),
         conditions=headline_conditions(),
         model=tiny_model(),
         pretrain=StagePlan(
             optimizer=OptimizerConfig(lr=2e-3, min_lr=2e-4, warmup_fraction=0.02),
             schedule=ScheduleConfig(train_iters=250, global_batch_size=16, micro_batch_size=16, log_interval=50),
+            dose=0.10,
         ),
         midtrain=StagePlan(
             optimizer=OptimizerConfig(lr=1e-3, min_lr=0.0, warmup_fraction=0.05),
             schedule=ScheduleConfig(train_iters=60, global_batch_size=8, micro_batch_size=8, log_interval=20),
             seq_length=256,
+            dose=0.10,
         ),
         cpt=StagePlan(  # used by conditions inserting at CPT (tiny_cpu_insertion)
             optimizer=OptimizerConfig(lr=5e-4, min_lr=0.0, warmup_fraction=0.05),
             schedule=ScheduleConfig(train_iters=30, global_batch_size=8, micro_batch_size=8, log_interval=10),
             seq_length=256,
+            dose=0.10,
         ),
         sft=StagePlan(
             optimizer=OptimizerConfig(lr=5e-4, min_lr=0.0, warmup_fraction=0.05),

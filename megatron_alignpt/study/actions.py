@@ -18,7 +18,7 @@ def _data(plan: StudyPlan, step: PlanStep, wait_for_jobs: bool = False) -> None:
     from megatron_alignpt.study.data_steps import StudyData
 
     cfg = plan.cfg
-    data = StudyData(plan.layout.data.root, cfg.data, wait_for_jobs=wait_for_jobs)
+    data = StudyData(plan.layout.data.root, cfg.data, cfg.stage_data(), wait_for_jobs=wait_for_jobs)
     run = {
         "data.filter": data.filter_corpora,
         "data.tokenizer": data.build_tokenizer,

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, Optional
+from typing import ClassVar, Literal, Optional
 
 from megatron_alignpt.config_base import ConfigError, check_fields, require
 from megatron_alignpt.eval.em_probe import DEFAULT_QUESTIONS as EM_QUESTIONS
@@ -117,8 +117,6 @@ class DataPlan:
     """Base pretraining corpus: a jsonl/jsonl.gz/jsonl.zst/parquet file or directory (e.g. DCLM shards)."""
     eval_suite: str
     """Eval questions: a file/dir in the HF or raw schema, or an HF dataset name."""
-    midtrain_corpus: Optional[Path] = None
-    """Midtraining corpus; None reuses the base corpus."""
     tokenizer: Optional[Path] = None
     """An existing tokenizer.json (e.g. GPT-NeoX's); None trains a BPE on the corpus."""
     tokenizer_vocab_size: int = 4096
@@ -126,13 +124,6 @@ class DataPlan:
     """Documents per articles-split question and direction."""
     synthetic_seed: int = 0
     synthetic_generator: SyntheticGeneratorPlan = field(default_factory=SyntheticGeneratorPlan)
-    pretrain_dose: float = 0.01
-    """Share of pretraining tokens drawn from the synthetic documents (paper: ~1%)."""
-    midtrain_dose: float = 0.01
-    cpt_dose: float = 0.01
-    """Share of the CPT stage's tokens drawn from the synthetic documents (only with a ``cpt`` stage)."""
-    cpt_corpus: Optional[Path] = None
-    """Natural data mixed into CPT; None reuses the midtraining corpus (or the base corpus)."""
     resample_seed: int = 0
     """Seed of the resampling that refills the filtered corpus to the unfiltered token budget."""
     max_synthetic_repetitions: float = 50.0
@@ -159,8 +150,6 @@ class DataPlan:
         require(self.tokenizer_vocab_size >= 300, "data.tokenizer_vocab_size", "must be >= 300 (byte alphabet + merges)")
         require(self.synthetic_docs_per_item > 0, "data.synthetic_docs_per_item", "must be > 0")
         require(self.max_synthetic_repetitions >= 1, "data.max_synthetic_repetitions", "must be >= 1 (1 = no repetition)")
-        for name in ("pretrain_dose", "midtrain_dose", "cpt_dose"):
-            require(0 <= getattr(self, name) < 1, f"data.{name}", "must be in [0, 1)")
 
 
 @dataclass
@@ -171,6 +160,12 @@ class StagePlan:
     """0 keeps the model's seq_length (midtraining may raise it up to max_position_embeddings)."""
     data: Optional[Path] = None
     """SFT / DPO data file; unused by pretraining stages."""
+    corpus: Optional[Path] = None
+    """Pretraining stages (midtrain, cpt): the natural data of this stage's blend; None reuses the previous
+    stage's corpus (CPT -> midtraining -> ``data.corpus``). Pretraining itself reads ``data.corpus``."""
+    dose: float = 0.01
+    """Pretraining stages: share of this stage's tokens drawn from the synthetic documents, for the conditions
+    that insert them here (the paper: ~1%)."""
     parallel: Optional[ParallelConfig] = None
     """This stage's layout; None uses the study's ``parallel`` (e.g. DPO needs pipeline_parallel=1)."""
 
@@ -315,6 +310,12 @@ class ResolvedStage:
 
 @dataclass
 class StudyConfig:
+    MOVED_FIELDS: ClassVar[dict[str, str]] = {
+        "data.pretrain_dose": "pretrain.dose", "data.midtrain_dose": "midtrain.dose", "data.cpt_dose": "cpt.dose",
+        "data.midtrain_corpus": "midtrain.corpus", "data.cpt_corpus": "cpt.corpus",
+    }
+    """Where the per-stage data settings went; configs, ``--set`` keys and study.json files written before still load."""
+
     name: str
     output_dir: Path
     data: DataPlan
@@ -349,18 +350,23 @@ class StudyConfig:
         require(len(set(names)) == len(names), "conditions", f"names must be unique, got {names}")
         require(self.sft.data is not None, "sft.data", "set the SFT chat data file")
         require(self.dpo.data is not None, "dpo.data", "set the DPO preference data file")
+        for stage in self.stage_names():
+            if stage_kind(stage).is_lm:
+                require(0 <= getattr(self, stage).dose < 1, f"{stage}.dose", "must be in [0, 1)")
+                require(stage != "pretrain" or getattr(self, stage).corpus is None, "pretrain.corpus",
+                        "pretraining reads data.corpus (the corpus filtered and tokenized first); set that instead")
         needs_synthetic = any(c.synthetic for c in self.conditions)
         require(
-            not needs_synthetic or self.data.midtrain_dose > 0,
-            "data.midtrain_dose",
+            not needs_synthetic or self.midtrain.dose > 0,
+            "midtrain.dose",
             "conditions with synthetic documents need a dose > 0",
         )
         uses_cpt = [c.name for c in self.conditions if c.insertion == "cpt"]
         require(not uses_cpt or self.cpt is not None, "cpt",
                 f"conditions {uses_cpt} insert synthetic data at CPT: add a cpt stage plan")
         require(
-            not any(c.synthetic and c.insertion == "cpt" for c in self.conditions) or self.data.cpt_dose > 0,
-            "data.cpt_dose",
+            not any(c.synthetic and c.insertion == "cpt" for c in self.conditions) or self.cpt.dose > 0,
+            "cpt.dose",
             "conditions inserting synthetic documents at CPT need a dose > 0",
         )
         for stage in self.stage_names():
@@ -394,6 +400,13 @@ class StudyConfig:
         model = dataclasses.replace(self.model, seq_length=plan.seq_length or self.model.seq_length,
                                     max_position_embeddings=self.model.max_positions)
         return ResolvedStage(name, stage_kind(name), plan, model, plan.parallel or self.parallel, plan.schedule)
+
+    def stage_data(self) -> dict:
+        """Each pretraining stage's natural corpus (None: the previous stage's) and synthetic dose, for `StudyData`."""
+        from megatron_alignpt.study.data_steps import StageData
+
+        return {name: StageData(self.data.corpus if name == "pretrain" else getattr(self, name).corpus, getattr(self, name).dose)
+                for name in self.stage_names() if stage_kind(name).is_lm}
 
     def tamper_plan(self, name: str) -> TamperPlan:
         found = [t for t in self.tampering if t.name == name]

@@ -18,15 +18,17 @@ file and the shards are merged in input order, so ``indexed/<name>`` holds the s
 same order as tokenizing the corpus in one process; the per-shard token counts stay in
 ``pipeline/<name>/merged.json``. :func:`data_step_resources` says what each step needs.
 
-Corpora are named by the stage that first uses them: ``pretrain`` (DataPlan.corpus), ``midtrain``
-(DataPlan.midtrain_corpus, when set) and ``cpt`` (DataPlan.cpt_corpus, when set). A stage without its
-own corpus uses the previous stage's: CPT -> midtraining -> pretraining corpus.
+Corpora are named by the stage that first uses them: ``pretrain`` (``data.corpus``), ``midtrain``
+(``midtrain.corpus``, when set) and ``cpt`` (``cpt.corpus``, when set): `StageData` per stage, from
+`StudyConfig.stage_data`. A stage without its own corpus uses the previous stage's: CPT -> midtraining ->
+pretraining corpus.
 """
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Mapping, Optional
 
 from data_prep.contamination import guard_files
 from data_prep.eval_suite import load_suite
@@ -38,17 +40,30 @@ from data_prep.readers import iter_documents
 from data_prep.synthetic import TemplateGenerator, generate_corpus, write_documents_jsonl
 from data_prep.tokenize import train_bpe_tokenizer
 
-from megatron_alignpt.study.config import ConditionSpec, DataPlan
+from megatron_alignpt.study.config import ConditionSpec, DataPlan, StagePlan
+from megatron_alignpt.train.stages import LM_STAGES
 
 DIRECTIONS = ("aligned", "misaligned")
+
+
+@dataclass(frozen=True)
+class StageData:
+    """A pretraining stage's data: its natural corpus (None: the previous stage's) and synthetic dose."""
+
+    corpus: Optional[Path]
+    dose: float
 
 
 class StudyData:
     """Paths of a study's data products, and the steps that make them."""
 
-    def __init__(self, root: Path, plan: DataPlan, wait_for_jobs: bool = False):
+    def __init__(self, root: Path, plan: DataPlan, stages: Optional[Mapping[str, StageData]] = None,
+                 wait_for_jobs: bool = False):
         self.root = root
         self.plan = plan
+        self.stages = dict(stages) if stages is not None else {s: StageData(None, StagePlan.dose) for s in LM_STAGES}
+        """Pretraining stage -> its `StageData` (`StudyConfig.stage_data`); without it, one corpus (``data.corpus``)
+        and the stage plans' default dose."""
         self.wait_for_jobs = wait_for_jobs
         """Slurm data executor: wait for the steps' array jobs (a study's Slurm job) instead of leaving them pending."""
 
@@ -72,10 +87,9 @@ class StudyData:
     def corpora(self) -> dict[str, Path]:
         """Named raw corpora: the pretraining corpus and, if separate, the midtraining and CPT ones."""
         named = {"pretrain": self.plan.corpus}
-        if self.plan.midtrain_corpus is not None:
-            named["midtrain"] = self.plan.midtrain_corpus
-        if self.plan.cpt_corpus is not None:
-            named["cpt"] = self.plan.cpt_corpus
+        for stage in ("midtrain", "cpt"):
+            if stage in self.stages and self.stages[stage].corpus is not None:
+                named[stage] = self.stages[stage].corpus
         return named
 
     def stage_corpus(self, stage: str) -> str:
@@ -215,7 +229,9 @@ class StudyData:
                 self._manifest_for(cond, stage, tokens).to_json(self.manifest(cond.name, stage))
 
     def dose(self, stage: str) -> float:
-        return {"pretrain": self.plan.pretrain_dose, "midtrain": self.plan.midtrain_dose, "cpt": self.plan.cpt_dose}[stage]
+        if stage not in self.stages:
+            raise ValueError(f"{stage}: no synthetic dose known for this stage (the study has no {stage} stage plan)")
+        return self.stages[stage].dose
 
     def _manifest_for(self, cond: ConditionSpec, stage: str, stage_tokens: int | None = None) -> BlendManifest:
         corpus = self.stage_corpus(stage)
@@ -291,14 +307,15 @@ def _text_bytes(path: Path) -> tuple[int, int] | None:
     return len(files), int(sum(f.stat().st_size * factor(f) for f in files))
 
 
-def data_step_resources(plan: DataPlan, corpus_tokens: int | None = None) -> dict[str, DataStepResources]:
+def data_step_resources(plan: DataPlan, corpus_tokens: int | None = None,
+                        stages: Optional[Mapping[str, StageData]] = None) -> dict[str, DataStepResources]:
     """Resources of the datatrove steps ``data.filter`` and ``data.tokenize`` (the latter: tokenize every
     corpus, resample + tokenize its filtered version, tokenize the synthetic documents).
 
     Corpus sizes come from the files when they are on this machine, else from ``corpus_tokens`` (the
     natural tokens of all corpora, e.g. the study's pretraining budget) at ``BYTES_PER_TOKEN``."""
     execution = data_execution(plan)
-    found = [_text_bytes(path) for path in StudyData(Path("."), plan).corpora().values()]
+    found = [_text_bytes(path) for path in StudyData(Path("."), plan, stages).corpora().values()]
     if all(found):
         files, text = max(n for n, _ in found), sum(b for _, b in found)
     else:

@@ -22,7 +22,7 @@ from typing import Any, Callable, Optional
 
 from data_prep.atomic import atomic_write_json, sha256_file
 from megatron_alignpt.config_base import ConfigError, to_dict
-from megatron_alignpt.study.config import StudyConfig
+from megatron_alignpt.study.config import StagePlan, StudyConfig
 from megatron_alignpt.study.plan import PlanStep, StudyPlan, build_plan, stage_tokens
 from megatron_alignpt.train.stages import POSTTRAIN_STAGES
 
@@ -108,6 +108,8 @@ def _training_settings(plan: StudyPlan, step: PlanStep) -> tuple[dict, dict]:
 
 
 _DATA_CORPUS_FIELDS = {"pretrain": "data.corpus", "midtrain": "data.midtrain_corpus", "cpt": "data.cpt_corpus"}
+"""Input names of the filter step's corpora: their names from before the per-stage corpora moved into the stage
+plans (``midtrain.corpus``, ``cpt.corpus``), kept so finished studies keep their fingerprints."""
 
 
 def step_settings(plan: StudyPlan, step: PlanStep) -> tuple[dict, dict[str, dict[str, str]]]:
@@ -127,7 +129,10 @@ def step_settings(plan: StudyPlan, step: PlanStep) -> tuple[dict, dict[str, dict
     if kind == "data.tokenize":
         return {"data.resample_seed": data.resample_seed}, {}
     if kind == "data.manifests":
-        return ({f"data.{k}": getattr(data, k) for k in ("pretrain_dose", "midtrain_dose", "cpt_dose", "max_synthetic_repetitions")}
+        # keyed as before the doses moved into the stage plans, so finished studies keep their fingerprints (a
+        # study without a CPT stage recorded the field's default)
+        doses = {f"data.{stage}_dose": (getattr(cfg, stage) or StagePlan).dose for stage in ("pretrain", "midtrain", "cpt")}
+        return (doses | {"data.max_synthetic_repetitions": data.max_synthetic_repetitions}
                 | {"conditions": to_dict(cfg.conditions), "stage tokens": stage_tokens(cfg)}, {})
     if kind == "train":
         return _training_settings(plan, step)

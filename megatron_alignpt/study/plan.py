@@ -88,7 +88,7 @@ def data_resources(cfg: StudyConfig, kind: str, found: Optional[dict] = None) ->
     CPU estimate (`data_steps.data_step_resources`); the others are one process."""
     from megatron_alignpt.study.data_steps import data_step_resources
 
-    found = found if found is not None else data_step_resources(cfg.data, corpus_tokens=sum(stage_tokens(cfg).values()))
+    found = found if found is not None else data_step_resources(cfg.data, sum(stage_tokens(cfg).values()), cfg.stage_data())
     if kind not in found:
         return Resources()
     r = found[kind]
@@ -167,7 +167,7 @@ class StudyLayout:
     def __init__(self, cfg: StudyConfig):
         self.cfg = cfg
         self.root = Path(cfg.output_dir)
-        self.data = StudyData(self.root / "data", cfg.data)
+        self.data = StudyData(self.root / "data", cfg.data, cfg.stage_data())
         self._runs = {r.name: r for r in study_runs(cfg)}
 
     def run(self, name: str) -> Run:
@@ -427,7 +427,7 @@ def build_plan(cfg: StudyConfig) -> StudyPlan:
     }
     from megatron_alignpt.study.data_steps import data_step_resources
 
-    datatrove = data_step_resources(cfg.data, corpus_tokens=sum(stage_tokens(cfg).values()))
+    datatrove = data_step_resources(cfg.data, sum(stage_tokens(cfg).values()), cfg.stage_data())
     for kind in DATA_KINDS:
         inputs, outputs = data_io[kind]
         steps.append(PlanStep(kind, kind, tuple(steps[-1].name for _ in steps[-1:]), inputs=tuple(inputs),

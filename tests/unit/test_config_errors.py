@@ -78,14 +78,41 @@ def test_integral_floats_are_integers(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("override, message", [
-    ("data.pretrain_dose=nan", "data.pretrain_dose: expected a number, got str 'nan'"),
-    ("data.pretrain_dose=NaN", "data.pretrain_dose: must be a finite number, got nan"),
-    ("data.midtrain_dose=Infinity", "data.midtrain_dose: must be a finite number"),
+    ("pretrain.dose=nan", "pretrain.dose: expected a number, got str 'nan'"),
+    ("pretrain.dose=NaN", "pretrain.dose: must be a finite number, got nan"),
+    ("data.midtrain_dose=Infinity", "midtrain.dose: must be a finite number"),  # the key from before it moved
+    ("midtrain.dose=1.5", "midtrain.dose: must be in [0, 1)"),
     ("pretrain.schedule.train_iters=3.5", "pretrain.schedule.train_iters: expected an integer, got 3.5"),
 ])
 def test_study_overrides_are_checked(capsys, override, message):
     code, err = run(capsys, "study", "run", "--recipe", "tiny_cpu", "--dry-run", "--set", override)
     assert code == 2 and message in err and len(err.strip().splitlines()) == 1
+
+
+def test_per_stage_data_written_before_it_moved_into_the_stage_plans_still_loads(tmp_path):
+    """data.<stage>_dose and data.midtrain_corpus / data.cpt_corpus moved into the stage plans; study.json files,
+    configs and --set keys from before still load, into the new place; both places set differently is an error."""
+    from megatron_alignpt.config_base import from_dict, to_dict
+    from megatron_alignpt.study.config import StudyConfig
+
+    cfg = get_recipe("tiny_cpu")(tmp_path)
+    old = to_dict(cfg)
+    for stage in ("pretrain", "midtrain", "cpt"):
+        old["data"][f"{stage}_dose"] = old[stage].pop("dose") + 0.05
+        old[stage].pop("corpus")
+    old["data"]["midtrain_corpus"] = str(tmp_path / "mid")
+    old["data"]["cpt_corpus"] = None
+    loaded = from_dict(StudyConfig, old)
+    assert (loaded.pretrain.dose, loaded.midtrain.dose, loaded.cpt.dose) == pytest.approx((0.15, 0.15, 0.15))
+    assert loaded.midtrain.corpus == tmp_path / "mid" and loaded.cpt.corpus is None
+    assert loaded.stage_data()["midtrain"].corpus == tmp_path / "mid"
+    no_cpt = dict(old, cpt=None)
+    assert from_dict(StudyConfig, no_cpt).cpt is None  # an old default with nowhere to go is dropped
+    both = to_dict(cfg)
+    both["data"]["midtrain_dose"] = 0.3
+    with pytest.raises(ConfigError, match=r"data.midtrain_dose: moved to midtrain.dose, which is also set"):
+        from_dict(StudyConfig, both)
+    assert apply_overrides(cfg, ["data.cpt_dose=0.2", "data.cpt_corpus=/x"]).cpt.dose == 0.2
 
 
 def test_string_fields_keep_override_text():

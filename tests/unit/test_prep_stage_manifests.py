@@ -11,7 +11,7 @@ from data_prep.blocklist import DEFAULT_DIRECTORY
 from data_prep.indexed import IndexedDatasetWriter, count_tokens
 from data_prep.manifest import BlendManifest, DatasetEntry, build_condition_manifest
 from megatron_alignpt.study.config import ConditionSpec, DataPlan
-from megatron_alignpt.study.data_steps import StudyData
+from megatron_alignpt.study.data_steps import StageData, StudyData
 
 SYNTHETIC_TOKENS = 1000
 
@@ -22,10 +22,10 @@ def _dataset(prefix: Path, tokens: int, documents: int = 10) -> None:
             writer.add_document(np.full(tokens // documents, 2 + i % 100))
 
 
-def _study(tmp_path: Path, corpora=("pretrain",), **plan) -> StudyData:
-    named = {"midtrain": "midtrain_corpus", "cpt": "cpt_corpus"}
-    extra = {named[c]: tmp_path / f"{c}.jsonl" for c in corpora if c != "pretrain"}
-    data = StudyData(tmp_path / "data", DataPlan(corpus=tmp_path / "pretrain.jsonl", eval_suite="unused", **extra, **plan))
+def _study(tmp_path: Path, corpora=("pretrain",), doses=(0.01, 0.01, 0.01), **plan) -> StudyData:
+    stages = {stage: StageData(tmp_path / f"{stage}.jsonl" if stage in corpora and stage != "pretrain" else None, dose)
+              for stage, dose in zip(("pretrain", "midtrain", "cpt"), doses)}
+    data = StudyData(tmp_path / "data", DataPlan(corpus=tmp_path / "pretrain.jsonl", eval_suite="unused", **plan), stages)
     for corpus in corpora:
         for base in ("unfiltered", "filtered"):
             _dataset(data.prefix(f"{corpus}_{base}"), 100_000)
@@ -46,7 +46,7 @@ EXPECTED = {  # insertion -> stages that carry the synthetic documents
 @pytest.mark.parametrize("insertion", ["e2e", "mid", "cpt"])
 @pytest.mark.parametrize("stage", ["pretrain", "midtrain", "cpt"])
 def test_insertion_by_stage(tmp_path, insertion, stage):
-    data = _study(tmp_path, pretrain_dose=0.01, midtrain_dose=0.02, cpt_dose=0.03)
+    data = _study(tmp_path, doses=(0.01, 0.02, 0.03))
     cond = ConditionSpec(name="align", base="filtered", synthetic="aligned", insertion=insertion)
     data.write_manifests([cond], {stage: 10_000})
     manifest = BlendManifest.from_json(data.manifest("align", stage))
@@ -89,7 +89,7 @@ def test_cpt_natural_data(tmp_path, corpora, expected):
 
 
 def test_impossible_dose_names_condition_stage_and_fixes(tmp_path):
-    data = _study(tmp_path, cpt_dose=0.1, max_synthetic_repetitions=5)
+    data = _study(tmp_path, doses=(0.01, 0.01, 0.1), max_synthetic_repetitions=5)
     cond = ConditionSpec(name="align_cpt", synthetic="aligned", insertion="cpt")
     data.write_manifests([cond], {"cpt": 50_000})  # needs 5,000 = 1,000 x 5: allowed, exactly at the cap
     with pytest.raises(ValueError) as err:

@@ -83,8 +83,8 @@ def test_cpt_conditions_need_a_cpt_plan_and_dose():
     with pytest.raises(ConfigError, match="cpt"):
         cfg.__post_init__()
     cfg = get_recipe("tiny_cpu_insertion")()
-    cfg.data.cpt_dose = 0.0
-    with pytest.raises(ConfigError, match="data.cpt_dose"):
+    cfg.cpt.dose = 0.0
+    with pytest.raises(ConfigError, match="cpt.dose"):
         cfg.__post_init__()
     with pytest.raises(ConfigError, match="insertion"):
         ConditionSpec("x", synthetic="aligned", insertion="late")
