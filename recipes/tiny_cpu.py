@@ -126,18 +126,20 @@ def tiny_cpu_organism(output_dir: Path = Path("runs/organism")) -> StudyConfig:
 
 
 def add_robustness(cfg: StudyConfig, sft_iterations: int, every: int, seeds: list[int], probe_samples: int,
-                   probe_tokens: int, items_per_trait: int | None) -> StudyConfig:
+                   probe_tokens: int, items_per_trait: int | None, tamper_conditions: list[str] | None = None) -> StudyConfig:
     """The robustness branch at tiny scale: benign tampering of every post-trained model (the shipped MCQA-as-chat
     and Python-help conversations) over ``seeds``, an emergent-misalignment fine-tune on risky financial advice
     (one seed), the EM probe (keyword judge: offline) after DPO and after the EM fine-tune, and the TRAIT-style
     questions on base and post-trained models. Tampering checkpoints are scored by cloze, the scoring that reads
-    models this small (letter scoring reads 0.5 everywhere, generated replies mostly parse to no letter)."""
+    models this small (letter scoring reads 0.5 everywhere, generated replies mostly parse to no letter).
+    ``tamper_conditions``: the conditions tampered with (None: all)."""
     tokens_per_iteration = cfg.sft.schedule.global_batch_size * (cfg.sft.seq_length or cfg.model.seq_length)
     tokens, step = sft_iterations * tokens_per_iteration, every * tokens_per_iteration
     cfg.tampering = [
-        TamperPlan("benign", BENIGN_TAMPER, tokens=tokens, eval_every_tokens=step, seeds=seeds, scorings=["cloze"]),
+        TamperPlan("benign", BENIGN_TAMPER, tokens=tokens, eval_every_tokens=step, seeds=seeds, scorings=["cloze"],
+                   conditions=list(tamper_conditions or [])),
         TamperPlan("em_finance", RISKY_FINANCIAL_ADVICE, tokens=tokens, eval_every_tokens=step, seeds=seeds[:1],
-                   em=True, scorings=["cloze"]),
+                   em=True, scorings=["cloze"], conditions=list(tamper_conditions or [])),
     ]
     if "cloze" not in cfg.eval.post_scorings:  # the tampering curve starts at the post-trained model, scored alike
         cfg.eval.post_scorings = cfg.eval.post_scorings + ["cloze"]
@@ -158,9 +160,9 @@ def tiny_cpu_robustness(output_dir: Path = Path("runs/robustness")) -> StudyConf
 
 
 def tiny_cpu_robustness_smoke(output_dir: Path = Path("runs/robustness_smoke")) -> StudyConfig:
-    """The end-to-end test of the robustness branch: the smoke study's headline conditions, a few steps each."""
+    """The end-to-end test: the smoke study (all its conditions, a few steps each) with the robustness branch,
+    tampering with two conditions over two seeds."""
     cfg = tiny_cpu_smoke(output_dir)
     cfg.name = "tiny_cpu_robustness_smoke"
-    cfg.conditions = headline_conditions()
-    cfg = add_robustness(cfg, sft_iterations=4, every=2, seeds=[1, 2], probe_samples=1, probe_tokens=8, items_per_trait=1)
-    return cfg
+    return add_robustness(cfg, sft_iterations=4, every=2, seeds=[1, 2], probe_samples=1, probe_tokens=8, items_per_trait=1,
+                          tamper_conditions=["unfiltered", "align_upsampled"])

@@ -1,5 +1,6 @@
 """End to end: the whole tiny study (4 headline conditions + a Mid and a CPT one x pretrain/midtrain[/CPT]/SFT/DPO
-x evals) on shipped data."""
+x evals) on shipped data, with the robustness branch (tampering over seeds, an EM fine-tune and probe, TRAIT)."""
+import dataclasses
 import json
 import subprocess
 import sys
@@ -62,23 +63,66 @@ def _check_direction_reaches_training(out, cfg) -> None:
             assert texts == documents[direction], (cond.name, stage)
 
 
+def _rows(run_dir):
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+def _check_robustness(table: pd.DataFrame, out, tmp_path) -> None:
+    """Tampering runs continue two conditions' post-trained models over two seeds with a checkpoint every two
+    steps, each checkpoint scored and in the results with its seed and tokens; the EM fine-tune is probed; the
+    TRAIT-style questions are scored; the report shows the tampering figure and the EM and personality tables;
+    a tampering run interrupted mid-way resumes to exactly the uninterrupted run's losses."""
+    tamper = table[table["stage"] == "tamper"]
+    assert set(tamper["condition"]) == {"unfiltered", "align_upsampled"} and set(tamper["scoring"]) == {"cloze"}
+    assert set(tamper["tamper"]) == {"benign", "em_finance"}
+    benign = tamper[tamper["tamper"] == "benign"]
+    # 4 steps of 4 x 128 tokens, a checkpoint every 2 steps: tokens 1024 and 2048, for each of two seeds
+    assert set(benign["tamper_seed"]) == {1, 2} and set(benign["tamper_tokens"]) == {1024, 2048}
+    curve = pd.read_parquet(out / "results" / "tampering.parquet")
+    points = curve[(curve["tamper"] == "benign") & (curve["tamper_tokens"] > 0)]
+    assert set(points["n_seeds"]) == {2} and points["rate"].between(0, 1).all() and (points["se"] > 0).all()
+    assert (curve["tamper_tokens"] == 0).any()  # the post-trained model, scored alike, is the curve's first point
+    em = pd.read_parquet(out / "results" / "em_probe.parquet")
+    assert len(set(em["condition"])) == 6 and set(em["stage"]) == {"post", "tamper"}
+    assert set(em.loc[em["stage"] == "tamper", "tamper"]) == {"em_finance"} and (em["n"] == 30).all()
+    personality = pd.read_parquet(out / "results" / "personality.parquet")
+    assert set(personality["stage"]) == {"base", "post"} and personality["trait"].nunique() == 8
+    html = (out / "report.html").read_text()
+    assert "Tampering: does the data condition" in html and "Emergent misalignment: the free-form probe" in html
+    assert "Personality: TRAIT-style trait rates" in html
+
+    from megatron_alignpt.study.plan import build_plan
+    from megatron_alignpt.train.trainer import run_stage
+
+    plan = build_plan(get_recipe("tiny_cpu_robustness_smoke")(out))
+    step = plan.step("align_upsampled.tamper_benign_seed2")
+    again = dataclasses.replace(plan.train_config(step), output_dir=tmp_path / "resumed")
+    assert run_stage(again, stop_after=3).iteration == 3  # the last checkpoint is at step 2
+    assert run_stage(again).iteration == 4
+    straight, resumed = _rows(plan.checkpoint_of(step)), _rows(tmp_path / "resumed")
+    assert [r["iteration"] for r in resumed] == [1, 2, 3, 4]
+    assert [r["loss"] for r in resumed] == pytest.approx([r["loss"] for r in straight], rel=0, abs=1e-6)
+    assert [r["lr"] for r in resumed] == [r["lr"] for r in straight]
+
+
 @pytest.mark.slow
 def test_tiny_study_end_to_end(tmp_path):
     out = tmp_path / "study"
-    cmd = [sys.executable, "-m", "megatron_alignpt.cli", "study", "run", "--recipe", "tiny_cpu_smoke", "--output-dir", str(out)]
+    cmd = [sys.executable, "-m", "megatron_alignpt.cli", "study", "run", "--recipe", "tiny_cpu_robustness_smoke", "--output-dir", str(out)]
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=1200)
     assert res.returncode == 0, res.stderr[-3000:]
 
-    table = pd.read_parquet(out / "results" / "misalignment.parquet")
+    everything = pd.read_parquet(out / "results" / "misalignment.parquet")
+    table = everything[everything["stage"] != "tamper"]
     conditions = {"unfiltered", "filtered", "misalign_upsampled", "align_upsampled", "align_mid", "misalign_cpt"}
     assert set(table["condition"]) == conditions
-    assert set(table["stage"]) == {"base", "post"}
+    assert set(table["stage"]) == {"base", "post"} and table["tamper"].isna().all()
     assert set(table["split"]) == {"articles", "textbook"}
     assert table["misalignment_rate"].between(0, 1).all()
-    _check_direction_reaches_training(out, get_recipe("tiny_cpu_smoke")(out))
-    # conditions x (base logprob, base cloze, post logprob, post generate) x splits x formats (one system prompt)
-    assert len(table) == 6 * 4 * 2 * 2
-    assert set(table.loc[table["stage"] == "post", "scoring"]) == {"logprob", "generate"}
+    _check_direction_reaches_training(out, get_recipe("tiny_cpu_robustness_smoke")(out))
+    # conditions x (base logprob, base cloze, post logprob, post cloze, post generate) x splits x formats (one system prompt)
+    assert len(table) == 6 * 5 * 2 * 2
+    assert set(table.loc[table["stage"] == "post", "scoring"]) == {"logprob", "cloze", "generate"}
     assert set(table.loc[table["stage"] == "base", "scoring"]) == {"logprob", "cloze"}
     cloze = table[table["scoring"] == "cloze"]
     assert cloze["mean_margin"].notna().all() and cloze["misalignment_rate_per_char"].tolist() == cloze["misalignment_rate"].tolist()
@@ -92,7 +136,9 @@ def test_tiny_study_end_to_end(tmp_path):
     assert html.index("Positive control") < html.index("Misalignment by data condition")
     assert "align_upsampled &lt; misalign_upsampled on articles: " in html
 
-    cfg = get_recipe("tiny_cpu_smoke")(out)
+    _check_robustness(everything, out, tmp_path)
+
+    cfg = get_recipe("tiny_cpu_robustness_smoke")(out)
     layout = StudyLayout(cfg)
     for cond in cfg.conditions:
         for stage in pretraining_stages(cfg, cond) + ("sft", "dpo"):
