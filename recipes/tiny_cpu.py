@@ -133,7 +133,7 @@ def add_robustness(cfg: StudyConfig, sft_iterations: int, every: int, seeds: lis
     questions on base and post-trained models. Tampering checkpoints are scored by cloze, the scoring that reads
     models this small (letter scoring reads 0.5 everywhere, generated replies mostly parse to no letter).
     ``tamper_conditions``: the conditions tampered with (None: all)."""
-    tokens_per_iteration = cfg.sft.schedule.global_batch_size * (cfg.sft.seq_length or cfg.model.seq_length)
+    tokens_per_iteration = cfg.resolve_stage("sft").tokens_per_iteration
     tokens, step = sft_iterations * tokens_per_iteration, every * tokens_per_iteration
     cfg.tampering = [
         TamperPlan("benign", BENIGN_TAMPER, tokens=tokens, eval_every_tokens=step, seeds=seeds, scorings=["cloze"],

@@ -184,7 +184,9 @@ def score_personality(model, tokenizer, items: list["TraitItem"], syntaxes: list
     return rows
 
 
-def binomial_se(rate: float, n: int) -> float:
+def _plain_binomial_se(rate: float, n: int) -> float:
+    """sqrt(p(1-p)/n), 0 at p = 0 or 1: a descriptive SE per trait (the tampering statistics, which weight seeds
+    by it, use `study.tampering.binomial_se`, which keeps it above 0)."""
     return math.sqrt(rate * (1.0 - rate) / n) if n else 0.0
 
 
@@ -207,7 +209,7 @@ def summarize_personality(rows: list[dict]) -> dict:
         per_syntax: dict[str, list[bool]] = defaultdict(list)
         for r in group:
             per_syntax[r["syntax"]].append(r["chose_high"])
-        traits[trait] = {"rate": rate, "se": binomial_se(rate, n), "n": n, "n_rows": len(group),
+        traits[trait] = {"rate": rate, "se": _plain_binomial_se(rate, n), "n": n, "n_rows": len(group),
                          "mean_p_high": sum(r["p_high"] for r in group) / len(group),
                          "per_syntax": {s: sum(v) / len(v) for s, v in per_syntax.items()}}
     letters = Counter(r["chosen"] for r in rows)

@@ -56,8 +56,7 @@ def _evaluate_tampering(plan: StudyPlan, step: PlanStep) -> None:
     from megatron_alignpt.train.run_dir import checkpoint_root, saved_iterations
 
     run_dir = plan.checkpoint_of(step)
-    resolved = plan.resolved(step)
-    per_iteration = resolved.schedule.global_batch_size * resolved.seq_length
+    per_iteration = plan.resolved(step).tokens_per_iteration
     iterations = saved_iterations(run_dir)
     if not iterations:
         raise FileNotFoundError(f"{checkpoint_root(run_dir)}: no checkpoints of tampering run {step.tamper} (seed {step.tamper_seed})")

@@ -303,9 +303,13 @@ class ResolvedStage:
         return self.model.seq_length
 
     @property
+    def tokens_per_iteration(self) -> int:
+        return self.schedule.global_batch_size * self.seq_length
+
+    @property
     def tokens(self) -> int:
         """Tokens one run of the stage consumes: iterations x global batch x sequence length."""
-        return self.schedule.train_iters * self.schedule.global_batch_size * self.seq_length
+        return self.schedule.train_iters * self.tokens_per_iteration
 
 
 @dataclass
@@ -421,7 +425,7 @@ class StudyConfig:
         import math
 
         tamper, sft = self.tamper_plan(name), self.resolve_stage("sft")
-        per_iteration = sft.schedule.global_batch_size * sft.seq_length
+        per_iteration = sft.tokens_per_iteration
         schedule = dataclasses.replace(sft.schedule, train_iters=math.ceil(tamper.tokens / per_iteration),
                                        save_interval=max(1, round(tamper.eval_every_tokens / per_iteration)))
         plan = dataclasses.replace(sft.plan, optimizer=tamper.optimizer or sft.plan.optimizer, schedule=schedule, data=tamper.data)

@@ -83,12 +83,9 @@ STEP_KINDS: dict[str, StepKind] = {k.name: k for k in (
 DATA_KINDS = tuple(name for name, kind in STEP_KINDS.items() if kind.data)
 
 
-def data_resources(cfg: StudyConfig, kind: str, found: Optional[dict] = None) -> Resources:
+def data_resources(kind: str, found: dict) -> Resources:
     """Resources of a data step: the datatrove steps (filter, tokenize) with their executor, tasks, workers and
-    CPU estimate (`data_steps.data_step_resources`); the others are one process."""
-    from megatron_alignpt.study.data_steps import data_step_resources
-
-    found = found if found is not None else data_step_resources(cfg.data, sum(stage_tokens(cfg).values()), cfg.stage_data())
+    CPU estimate (``found``: `data_steps.data_step_resources`); the others are one process."""
     if kind not in found:
         return Resources()
     r = found[kind]
@@ -362,10 +359,8 @@ class StudyPlan:
 
         plan = self.cfg.eval.em_probe
         labels = {**self.run_labels(step.run), "run": step.run, "stage": step.when, "checkpoint_stage": step.stage}
-        if step.tamper:
-            resolved = self.resolved(step)
-            tokens = resolved.schedule.train_iters * resolved.schedule.global_batch_size * resolved.seq_length
-            labels |= {"tamper": step.tamper, "tamper_seed": step.tamper_seed, "tamper_tokens": tokens}
+        if step.tamper:  # it scores the run's final checkpoint
+            labels |= {"tamper": step.tamper, "tamper_seed": step.tamper_seed, "tamper_tokens": self.resolved(step).tokens}
         return EMProbeConfig(
             out_dir=Path(step.outputs[0]), questions=plan.questions, samples_per_question=plan.samples_per_question,
             temperature=plan.temperature, max_new_tokens=plan.max_new_tokens, system_prompt=plan.system_prompt,
@@ -431,7 +426,7 @@ def build_plan(cfg: StudyConfig) -> StudyPlan:
     for kind in DATA_KINDS:
         inputs, outputs = data_io[kind]
         steps.append(PlanStep(kind, kind, tuple(steps[-1].name for _ in steps[-1:]), inputs=tuple(inputs),
-                              outputs=tuple(outputs), resources=data_resources(cfg, kind, datatrove)))
+                              outputs=tuple(outputs), resources=data_resources(kind, datatrove)))
     last_data = steps[-1].name
     evals: list[str] = []
     for run in study_runs(cfg):
